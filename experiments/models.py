@@ -1,0 +1,149 @@
+"""The paper's networks in Flax linen, as Caffe's published prototxts define them.
+
+Layer names follow the prototxts (conv1, ip1, ...) so that a layer of the
+paper is a Flax module and `layerlr_optax`'s default ``layers='module'`` groups
+each layer's weights and biases together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Caffe's "xavier" filler: uniform in [-a, a], a = sqrt(3 / fan_in).
+caffe_xavier = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
+
+
+def caffe_gaussian(std: float):
+  return nn.initializers.normal(stddev=std)
+
+
+def caffe_pool(x: jax.Array, kind: str, size: int, stride: int,
+               pad: int = 0) -> jax.Array:
+  """Caffe pooling (NHWC): output ceil((H + 2 pad - size) / stride) + 1.
+
+  Caffe rounds up, so the last window may hang over the bottom/right edge.
+  MAX ignores the overhang; AVE divides by the number of cells of the window
+  inside the padded input (with pad=0: the valid cells), as Caffe does.
+  """
+  if kind not in ('max', 'avg'):
+    raise ValueError(f'pooling kind must be max or avg, got {kind!r}.')
+  extents = []
+  for dim in x.shape[1:3]:
+    out = int(math.ceil((dim + 2 * pad - size) / stride)) + 1
+    if pad and (out - 1) * stride >= dim + pad:
+      out -= 1  # Caffe: the last window must start inside the image.
+    extents.append(out)
+  pads = [(pad, (o - 1) * stride + size - d - pad)
+          for o, d in zip(extents, x.shape[1:3])]
+  window, strides = (1, size, size, 1), (1, stride, stride, 1)
+  padding = ((0, 0), *pads, (0, 0))
+  if kind == 'max':
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides,
+                                 padding)
+  summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding)
+  # Window sizes count the symmetric `pad` cells but not the ceil overhang.
+  inside = np.ones((1, x.shape[1] + 2 * pad, x.shape[2] + 2 * pad, 1),
+                   np.float32)
+  overhang = [(0, p[1] - pad) for p in pads]
+  counts = jax.lax.reduce_window(
+      jnp.asarray(inside), 0.0, jax.lax.add, window, strides,
+      ((0, 0), *overhang, (0, 0)))
+  return summed / counts
+
+
+def caffe_lrn(x: jax.Array, local_size: int, alpha: float, beta: float,
+              region: str, k: float = 1.0) -> jax.Array:
+  """Caffe's LRN layer (NHWC).
+
+  ACROSS_CHANNELS: x / (k + alpha / n * sum_{n nearby channels} x^2)^beta.
+  WITHIN_CHANNEL: x / (1 + alpha * avg_{n x n window, zero padded} x^2)^beta,
+  the average counting padding cells as Caffe's AVE pooling does.
+  """
+  sq = jnp.square(x)
+  half = (local_size - 1) // 2
+  if region == 'across_channels':
+    summed = jax.lax.reduce_window(sq, 0.0, jax.lax.add,
+                                   (1, 1, 1, local_size), (1, 1, 1, 1),
+                                   ((0, 0), (0, 0), (0, 0), (half, half)))
+    return x * (k + alpha / local_size * summed) ** (-beta)
+  if region == 'within_channel':
+    summed = jax.lax.reduce_window(sq, 0.0, jax.lax.add,
+                                   (1, local_size, local_size, 1),
+                                   (1, 1, 1, 1),
+                                   ((0, 0), (half, half), (half, half), (0, 0)))
+    return x * (1.0 + alpha * summed / local_size**2) ** (-beta)
+  raise ValueError(f'unknown LRN region {region!r}.')
+
+
+class LeNet(nn.Module):
+  """Caffe's examples/mnist/lenet_train_test.prototxt (431,080 parameters)."""
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    x = nn.Conv(20, (5, 5), padding='VALID', kernel_init=caffe_xavier,
+                name='conv1')(x)
+    x = caffe_pool(x, 'max', 2, 2)
+    x = nn.Conv(50, (5, 5), padding='VALID', kernel_init=caffe_xavier,
+                name='conv2')(x)
+    x = caffe_pool(x, 'max', 2, 2)
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(500, kernel_init=caffe_xavier, name='ip1')(x))
+    return nn.Dense(self.num_classes, kernel_init=caffe_xavier, name='ip2')(x)
+
+
+class Cifar10Full(nn.Module):
+  """Caffe's examples/cifar10/cifar10_full_train_test.prototxt (89,578 params).
+
+  conv1 32@5x5 pad 2 -> max-pool 3/2 -> ReLU -> LRN(3, within) -> conv2 32@5x5
+  pad 2 -> ReLU -> avg-pool 3/2 -> LRN(3, within) -> conv3 64@5x5 pad 2 ->
+  ReLU -> avg-pool 3/2 -> ip1 10. Gaussian fillers (std 1e-4 for conv1, 1e-2
+  elsewhere), zero biases.
+  """
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    lrn = dict(local_size=3, alpha=5e-5, beta=0.75, region='within_channel')
+    x = nn.Conv(32, (5, 5), padding=2, kernel_init=caffe_gaussian(1e-4),
+                name='conv1')(x)
+    x = caffe_lrn(nn.relu(caffe_pool(x, 'max', 3, 2)), **lrn)
+    x = nn.Conv(32, (5, 5), padding=2, kernel_init=caffe_gaussian(1e-2),
+                name='conv2')(x)
+    x = caffe_lrn(caffe_pool(nn.relu(x), 'avg', 3, 2), **lrn)
+    x = nn.Conv(64, (5, 5), padding=2, kernel_init=caffe_gaussian(1e-2),
+                name='conv3')(x)
+    x = caffe_pool(nn.relu(x), 'avg', 3, 2)
+    x = x.reshape((x.shape[0], -1))
+    return nn.Dense(self.num_classes, kernel_init=caffe_gaussian(1e-2),
+                    name='ip1')(x)
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    'lenet': LeNet,
+    'cifar10_full': Cifar10Full,
+}
+
+
+def make_preprocess(kind: str, train_images: np.ndarray
+                    ) -> Callable[[jax.Array], jax.Array]:
+  """Caffe's data transform: 'scale' (x / 256, MNIST) or 'mean' (x - mean
+  image of the training set, CIFAR-10's mean.binaryproto)."""
+  if kind == 'scale':
+    return lambda x: x.astype(jnp.float32) * 0.00390625
+  if kind == 'mean':
+    mean = train_images.astype(np.float64).mean(axis=0).astype(np.float32)
+    return lambda x: x.astype(jnp.float32) - mean
+  raise ValueError(f'unknown preprocess {kind!r}; expected scale or mean.')
+
+
+def param_count(params) -> int:
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))

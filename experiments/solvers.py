@@ -1,0 +1,224 @@
+"""Caffe-faithful solvers as optax chains, with and without layer-specific rates.
+
+Caffe's ``Solver::ApplyUpdate`` does, for every parameter blob and step k::
+
+  g <- g + weight_decay * decay_mult * w            (Regularize, L2)
+  local_rate = rate(k) * lr_mult
+  SGD:      v <- momentum * v + local_rate * g;  w <- w - v
+  Nesterov: v' <- momentum * v + local_rate * g;  w <- w - ((1+momentum) v' - momentum v)
+  AdaGrad:  h <- h + g^2;  w <- w - local_rate * g / (sqrt(h) + delta)
+  Adam:     m, v moments;  w <- w - local_rate * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+
+so the learning rate (schedule and per-blob multiplier) enters *before* the
+momentum history. Every method here is the chain::
+
+  regularize -> direction -> [layer factor] -> local rate -> [trace] -> negate
+
+where ``direction`` is the identity (SGD, NAG), AdaGrad's or Adam's
+normalisation, or LARS/LAMB's trust ratio. The layer factor of the paper is
+computed from the regularised gradient entering the direction (the gradient
+Caffe's ComputeUpdateValue sees) and multiplies the direction's output through
+`layerlr_optax.layerwise`; for SGD/NAG that is the raw gradient entering the
+momentum history, for AdaGrad the final step, as the paper prescribes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import layerlr_optax
+
+PAPER_METHODS = ('sgd', 'sgd+layer', 'nag', 'nag+layer', 'adagrad',
+                 'adagrad+layer')
+EXTRA_METHODS = ('adam', 'adam+layer', 'lars', 'lamb')
+METHODS = PAPER_METHODS + EXTRA_METHODS
+LR_POLICIES = ('fixed', 'inv', 'step', 'multistep')
+
+
+def parse_methods(methods: str) -> tuple[str, ...]:
+  names = tuple(m.strip() for m in methods.split(',') if m.strip())
+  if not names:
+    raise ValueError('config.methods is empty; give a comma-separated list of '
+                     f'methods from {", ".join(METHODS)}.')
+  unknown = [m for m in names if m not in METHODS]
+  if unknown:
+    raise ValueError(f'unknown method(s) {unknown}; known methods: '
+                     f'{", ".join(METHODS)}.')
+  if len(set(names)) != len(names):
+    raise ValueError(f'config.methods lists a method twice: {methods!r}.')
+  return names
+
+
+def caffe_lr(policy: str, base_lr: float, *, gamma: float = 0.0,
+             power: float = 0.0, stepsize: int = 0,
+             stepvalues: tuple[int, ...] = ()) -> optax.Schedule:
+  """Caffe's ``SGDSolver::GetLearningRate`` as an optax schedule of the step.
+
+  fixed: base_lr; inv: base_lr * (1 + gamma k)^-power; step: base_lr *
+  gamma^floor(k / stepsize); multistep: base_lr * gamma^(#stepvalues <= k).
+  """
+  if base_lr < 0:
+    raise ValueError(f'base_lr must be >= 0, got {base_lr}.')
+  if policy == 'fixed':
+    return lambda k: jnp.asarray(base_lr, jnp.float32)
+  if policy == 'inv':
+    return lambda k: base_lr * (1.0 + gamma * k) ** (-power)
+  if policy == 'step':
+    if stepsize <= 0:
+      raise ValueError(f'lr_policy=step needs stepsize > 0, got {stepsize}.')
+    return lambda k: base_lr * gamma ** (k // stepsize)
+  if policy == 'multistep':
+    if list(stepvalues) != sorted(stepvalues) or not stepvalues:
+      raise ValueError('lr_policy=multistep needs increasing stepvalues, got '
+                       f'{stepvalues}.')
+    bounds = jnp.asarray(stepvalues)
+    return lambda k: base_lr * gamma ** jnp.sum(k >= bounds)
+  raise ValueError(f'unknown lr_policy {policy!r}; expected one of '
+                   f'{LR_POLICIES}.')
+
+
+class CaffeRateState(NamedTuple):
+  count: jax.Array
+
+
+def scale_by_caffe_rate(schedule: optax.Schedule,
+                        lr_mult: Any) -> optax.GradientTransformation:
+  """Multiplies each blob by ``rate(k) * lr_mult`` (Caffe's local_rate)."""
+
+  def init_fn(params):
+    del params
+    return CaffeRateState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    rate = schedule(state.count)
+    updates = jax.tree.map(lambda g, m: g * (rate * m).astype(g.dtype),
+                           updates, lr_mult)
+    return updates, CaffeRateState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def caffe_regularize(weight_decay: float,
+                     decay_mult: Any) -> optax.GradientTransformation:
+  """Caffe's L2 Regularize: g <- g + weight_decay * decay_mult * w."""
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(optax.NO_PARAMS_MSG)
+    updates = jax.tree.map(
+        lambda g, w, m: g + (weight_decay * m) * w, updates, params, decay_mult)
+    return updates, state
+
+  return optax.GradientTransformation(
+      lambda params: optax.EmptyState(), update_fn)
+
+
+class CaffeAdaGradState(NamedTuple):
+  history: Any
+
+
+def caffe_adagrad_direction(delta: float = 1e-8) -> optax.GradientTransformation:
+  """Caffe's AdaGrad normalisation: h <- h + g^2; g / (sqrt(h) + delta)."""
+
+  def init_fn(params):
+    return CaffeAdaGradState(history=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    history = jax.tree.map(lambda h, g: h + g * g, state.history, updates)
+    updates = jax.tree.map(lambda g, h: g / (jnp.sqrt(h) + delta), updates,
+                           history)
+    return updates, CaffeAdaGradState(history=history)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solver:
+  """A method's optimizer plus what logging needs to see its layer factors."""
+  method: str
+  optimizer: optax.GradientTransformation
+  regularize: Callable[[Any, Any], Any]  # (grads, params) -> gradient seen
+
+
+def _multiplier_tree(params, defaults: dict[str, float],
+                     overrides: dict[str, float]) -> Any:
+  """Per-leaf multiplier: overrides['layer/leaf'] or defaults[leaf name]."""
+
+  def leaf_mult(path, _):
+    names = [getattr(k, 'key', getattr(k, 'name', None)) for k in path]
+    full = '/'.join(str(n) for n in names)
+    if full in overrides:
+      return float(overrides[full])
+    return float(defaults.get(str(names[-1]), 1.0))
+
+  return jax.tree_util.tree_map_with_path(leaf_mult, params)
+
+
+def check_multiplier_keys(params, overrides: dict[str, float], what: str):
+  names = {'/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in p)
+           for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+  unknown = sorted(set(overrides) - names)
+  if unknown:
+    raise ValueError(f'config.{what} names {unknown}, which are not '
+                     f'parameters of the model; parameters: {sorted(names)}.')
+
+
+def make_solver(method: str, config, params) -> Solver:
+  """Builds `method` with the solver settings of `config` for `params`."""
+  if method not in METHODS:
+    raise ValueError(f'unknown method {method!r}; known: {", ".join(METHODS)}.')
+  base, layered = method.split('+')[0], method.endswith('+layer')
+  lr_overrides = dict(config.get('method_base_lr', {}))
+  base_lr = float(lr_overrides.get(method, lr_overrides.get(base,
+                                                             config.base_lr)))
+  schedule = caffe_lr(config.lr_policy, base_lr, gamma=config.lr_gamma,
+                      power=config.lr_power, stepsize=config.lr_stepsize,
+                      stepvalues=tuple(config.lr_stepvalues))
+  check_multiplier_keys(params, dict(config.decay_mult), 'decay_mult')
+  check_multiplier_keys(params, dict(config.lr_mult), 'lr_mult')
+  lr_mult = _multiplier_tree(params, {'bias': config.bias_lr_mult},
+                             dict(config.lr_mult))
+  decay_mult = _multiplier_tree(params, {}, dict(config.decay_mult))
+  regularize = caffe_regularize(config.weight_decay, decay_mult)
+
+  momentum = None
+  if base in ('sgd', 'nag', 'lars'):
+    momentum = config.momentum
+    direction = optax.identity()
+    if base == 'lars':
+      direction = optax.scale_by_trust_ratio(
+          trust_coefficient=config.lars_trust_coefficient)
+  elif base == 'adagrad':
+    direction = caffe_adagrad_direction(config.adagrad_delta)
+  elif base == 'adam':
+    direction = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
+  elif base == 'lamb':
+    direction = optax.chain(
+        optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-6),
+        optax.scale_by_trust_ratio())
+  else:  # pragma: no cover - METHODS and this switch are kept in step.
+    raise AssertionError(method)
+  if layered:
+    direction = layerlr_optax.layerwise(direction, config.layers)
+
+  optimizer = optax.chain(
+      regularize,
+      direction,
+      scale_by_caffe_rate(schedule, lr_mult),
+      (optax.trace(decay=momentum, nesterov=(base == 'nag'))
+       if momentum else optax.identity()),
+      optax.scale(-1.0),
+  )
+
+  def regularized(grads, params):
+    return regularize.update(grads, optax.EmptyState(), params)[0]
+
+  return Solver(method, optimizer, regularized)

@@ -1,0 +1,97 @@
+"""A workdir that never loses results: finished runs on disk, resumable."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+# Keys that may change between a run and its resumption: they select *which*
+# runs to do or where data comes from, not what one run computes.
+RESUMABLE_KEYS = frozenset({
+    'methods', 'num_seeds', 'seed_offset', 'data_source', 'data_dir',
+    'eval_batch_size', 'paper_table', 'checkpoint_every',
+})
+
+
+class WorkdirError(RuntimeError):
+  """The workdir holds something we must not overwrite or mix with."""
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _json_ready(obj: Any) -> Any:
+  return json.loads(json.dumps(obj, default=lambda o: list(o)
+                               if isinstance(o, tuple) else str(o)))
+
+
+class RunStore:
+  """``workdir/config.json`` + ``workdir/runs/<method>_seed<k>.json``."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               overwrite: bool = False):
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise WorkdirError(f'--workdir {workdir!r} exists and is not a folder.')
+    self.workdir = workdir
+    self.runs_dir = os.path.join(workdir, 'runs')
+    os.makedirs(self.runs_dir, exist_ok=True)
+    results = os.path.join(workdir, 'results.json')
+    if os.path.exists(results):
+      if not overwrite:
+        raise WorkdirError(
+            f'{workdir!r} already holds a finished experiment (results.json).'
+            ' Use a new --workdir, or pass --overwrite to move the old outputs '
+            f'to {workdir}/previous-<time>/ and start afresh.')
+      self._move_aside()
+    elif overwrite and os.listdir(self.runs_dir):
+      self._move_aside()
+    self.config = _json_ready(config.to_dict())
+    config_path = os.path.join(workdir, 'config.json')
+    if os.path.exists(config_path):
+      with open(config_path) as f:
+        previous = json.load(f)
+      changed = sorted(
+          k for k in set(previous) | set(self.config)
+          if k not in RESUMABLE_KEYS and previous.get(k) != self.config.get(k))
+      if changed:
+        raise WorkdirError(
+            f'{workdir!r} holds runs of a different configuration (changed: '
+            f'{", ".join(changed)}); resuming would mix them. Use a new '
+            '--workdir, or pass --overwrite to move the old runs aside.')
+    _write_atomic(config_path, json.dumps(self.config, indent=1))
+
+  def _move_aside(self) -> None:
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    backup = os.path.join(self.workdir, f'previous-{stamp}')
+    os.makedirs(backup)
+    for name in os.listdir(self.workdir):
+      if not name.startswith('previous-'):
+        os.replace(os.path.join(self.workdir, name),
+                   os.path.join(backup, name))
+    os.makedirs(self.runs_dir, exist_ok=True)
+
+  def _run_path(self, method: str, seed: int) -> str:
+    return os.path.join(self.runs_dir, f'{method}_seed{seed}.json')
+
+  def has_run(self, method: str, seed: int) -> bool:
+    return os.path.exists(self._run_path(method, seed))
+
+  def save_run(self, record: dict[str, Any]) -> None:
+    _write_atomic(self._run_path(record['method'], record['seed']),
+                  json.dumps(record))
+
+  def load_run(self, method: str, seed: int) -> dict[str, Any]:
+    with open(self._run_path(method, seed)) as f:
+      return json.load(f)
+
+  def write_json(self, name: str, obj: Any) -> None:
+    _write_atomic(os.path.join(self.workdir, name),
+                  json.dumps(_json_ready(obj), indent=1))
