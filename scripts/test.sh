@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test suite: sets up ./.venv if needed, then runs pytest (unit tests,
+# doctests, the sharding check on 8 simulated devices, tiny end-to-end runs
+# and the notebooks). Needs ../shared/data (fails, never skips, without it).
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+exec python -m pytest -q "$@"
