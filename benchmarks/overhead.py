@@ -1,0 +1,120 @@
+"""Update-only cost: ``opt.update`` + ``optax.apply_updates`` under jit.
+
+  python -m benchmarks.overhead [--quick] [--json PATH] [--trees a,b]
+
+For every parameter tree (benchmarks/trees.py) and optimizer, compiles one
+donated step ``(params, state, grads) -> (params, state)``, reports its compile
+time, then times all optimizers of the tree interleaved and reports the median
+and the ratio to ``optax.sgd(m=0.9)`` measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import jax
+import optax
+
+import layerlr_optax
+from benchmarks import common
+from benchmarks import trees
+
+BASELINE = 'optax.sgd'
+OPTIMIZERS = {
+    'optax.sgd': lambda: optax.sgd(0.01, momentum=0.9),
+    'layerlr_optax.sgd': lambda: layerlr_optax.sgd(0.01, momentum=0.9),
+    'layerlr_optax.sgd[leaf]': lambda: layerlr_optax.sgd(0.01, momentum=0.9,
+                                                         layers='leaf'),
+    'optax.lars': lambda: optax.lars(0.01),
+    'optax.lamb': lambda: optax.lamb(1e-3),
+    'optax.adagrad': lambda: optax.adagrad(0.01),
+    'layerlr_optax.adagrad': lambda: layerlr_optax.adagrad(0.01),
+    'optax.adam': lambda: optax.adam(1e-3),
+    'layerlr_optax.layerwise(optax.adam)':
+        lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
+}
+QUICK_TREES = ('lenet', 'resnet50', 'deep_mlp_100')
+QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd', 'optax.lars')
+
+
+def make_step(opt):
+  def step(params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+def bench_tree(tree: str, names, repeats: int, min_seconds: float):
+  params, grads = trees.make(tree)
+  compiled, compile_s, carries = {}, {}, {}
+  for name in names:
+    opt = OPTIMIZERS[name]()
+    p = jax.tree.map(lambda x: x.copy(), params)
+    state = opt.init(p)
+    t0 = time.perf_counter()
+    compiled[name] = make_step(opt).lower(p, state, grads).compile()
+    compile_s[name] = time.perf_counter() - t0
+    carries[name] = [p, state]
+
+  def runner(name):
+    def run():
+      carry = carries[name]
+      carry[0], carry[1] = compiled[name](carry[0], carry[1], grads)
+      jax.block_until_ready(carry[0])
+    return run
+
+  medians = common.interleaved_medians([runner(n) for n in names], repeats,
+                                       min_seconds)
+  base = dict(zip(names, medians))[BASELINE]
+  base_compile = compile_s[BASELINE]
+  return [{'tree': tree, 'optimizer': name, 'median_s': med,
+           'baseline': BASELINE, 'ratio': med / base,
+           'compile_s': compile_s[name],
+           'compile_ratio': compile_s[name] / base_compile}
+          for name, med in zip(names, medians)]
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m benchmarks.overhead')
+  parser.add_argument('--quick', action='store_true',
+                      help='3 small trees, 3 optimizers (< 1 minute)')
+  parser.add_argument('--json', help='write the results here')
+  parser.add_argument('--trees', help='comma-separated subset of: ' +
+                      ', '.join(trees.TREES))
+  parser.add_argument('--optimizers', help='comma-separated subset of: ' +
+                      ', '.join(OPTIMIZERS))
+  parser.add_argument('--repeats', type=int, default=None)
+  args = parser.parse_args(argv)
+  tree_names = (args.trees.split(',') if args.trees else
+                QUICK_TREES if args.quick else tuple(trees.TREES))
+  names = (args.optimizers.split(',') if args.optimizers else
+           QUICK_OPTIMIZERS if args.quick else tuple(OPTIMIZERS))
+  for bad in [t for t in tree_names if t not in trees.TREES]:
+    parser.error(f'unknown tree {bad!r}')
+  for bad in [n for n in names if n not in OPTIMIZERS]:
+    parser.error(f'unknown optimizer {bad!r}')
+  if BASELINE not in names:
+    names = (BASELINE, *names)
+  repeats = args.repeats or (10 if args.quick else 30)
+  cases = []
+  for tree in tree_names:
+    rows = bench_tree(tree, names, repeats, 0.0 if args.quick else 2.0)
+    cases += rows
+    n_params, n_leaves = trees.count(tree)
+    print(f'\n### {tree} ({n_params:,} params, {n_leaves} leaves)\n')
+    print(common.markdown_table(
+        ['optimizer', 'update median (ms)', f'ratio to {BASELINE}',
+         'compile (s)', 'compile ratio'],
+        [[r['optimizer'], f'{1e3 * r["median_s"]:.3f}', f'{r["ratio"]:.3f}',
+          f'{r["compile_s"]:.2f}', f'{r["compile_ratio"]:.2f}'] for r in rows]),
+        flush=True)
+  payload = {**common.device_info(), 'benchmark': 'overhead',
+             'repeats': repeats, 'cases': cases}
+  common.write_json(args.json, payload)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,43 @@
+"""The benchmark harnesses run and write the documented JSON shape."""
+
+import json
+
+from benchmarks import overhead
+from benchmarks import train_step
+from benchmarks import trees
+
+
+def test_trees_have_the_documented_sizes():
+  assert trees.count('lenet') == (431_080, 8)
+  assert trees.count('alexnet') == (60_965_224, 16)
+  assert trees.count('resnet50') == (25_557_032, 161)
+  for depth in (10, 100, 1000):
+    n, leaves = trees.count(f'deep_mlp_{depth}')
+    assert leaves == 2 * depth and abs(n - 4_000_000) < 40_000
+
+
+def test_overhead_json_shape(tmp_path):
+  path = tmp_path / 'o.json'
+  overhead.main(['--trees', 'lenet', '--optimizers',
+                 'layerlr_optax.sgd,layerlr_optax.layerwise(optax.adam)',
+                 '--repeats', '2', '--json', str(path)])
+  payload = json.loads(path.read_text())
+  assert payload['backend'] == 'cpu' and payload['device']
+  names = [c['optimizer'] for c in payload['cases']]
+  assert names == ['optax.sgd', 'layerlr_optax.sgd',
+                   'layerlr_optax.layerwise(optax.adam)']
+  for case in payload['cases']:
+    assert case['tree'] == 'lenet' and case['baseline'] == 'optax.sgd'
+    assert case['median_s'] > 0 and case['compile_s'] > 0
+    assert abs(case['ratio'] * payload['cases'][0]['median_s'] -
+               case['median_s']) < 1e-9
+
+
+def test_train_step_json_shape(tmp_path):
+  path = tmp_path / 't.json'
+  train_step.main(['--models', 'lenet', '--repeats', '2', '--seeds', '2',
+                   '--json', str(path)])
+  payload = json.loads(path.read_text())
+  assert [c['optimizer'] for c in payload['cases']] == ['optax.sgd',
+                                                        'layerlr_optax.sgd']
+  assert payload['seeds']['faster'] in ('vmapped', 'sequential')
