@@ -127,22 +127,74 @@ class Cifar10Full(nn.Module):
                     name='ip1')(x)
 
 
+class AlexNet(nn.Module):
+  """Caffe's models/bvlc_alexnet/train_val.prototxt (60,965,224 params).
+
+  conv1 96@11x11/4 -> ReLU -> LRN(5) -> max-pool 3/2 -> conv2 256@5x5 pad 2,
+  2 groups -> ReLU -> LRN(5) -> max-pool 3/2 -> conv3 384@3x3 pad 1 -> ReLU ->
+  conv4 384@3x3 pad 1, 2 groups -> ReLU -> conv5 256@3x3 pad 1, 2 groups ->
+  ReLU -> max-pool 3/2 -> fc6 4096 -> ReLU -> dropout 0.5 -> fc7 4096 -> ReLU
+  -> dropout 0.5 -> fc8. Gaussian fillers (std 0.01; 0.005 for fc6/fc7),
+  biases 0 (conv1, conv3, fc8) or 0.1 (the others). Input 227x227.
+  """
+  num_classes: int = 1000
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    lrn = dict(local_size=5, alpha=1e-4, beta=0.75, region='across_channels')
+    g01, g005 = caffe_gaussian(0.01), caffe_gaussian(0.005)
+    b0, b1 = nn.initializers.zeros, nn.initializers.constant(0.1)
+
+    def conv(features, size, name, stride=1, pad=0, groups=1, bias=b0):
+      return nn.Conv(features, (size, size), strides=stride, padding=pad,
+                     feature_group_count=groups, kernel_init=g01,
+                     bias_init=bias, name=name)
+
+    x = nn.relu(conv(96, 11, 'conv1', stride=4)(x))
+    x = caffe_pool(caffe_lrn(x, **lrn), 'max', 3, 2)
+    x = nn.relu(conv(256, 5, 'conv2', pad=2, groups=2, bias=b1)(x))
+    x = caffe_pool(caffe_lrn(x, **lrn), 'max', 3, 2)
+    x = nn.relu(conv(384, 3, 'conv3', pad=1)(x))
+    x = nn.relu(conv(384, 3, 'conv4', pad=1, groups=2, bias=b1)(x))
+    x = nn.relu(conv(256, 3, 'conv5', pad=1, groups=2, bias=b1)(x))
+    x = caffe_pool(x, 'max', 3, 2)
+    x = x.reshape((x.shape[0], -1))
+    for name in ('fc6', 'fc7'):
+      x = nn.relu(nn.Dense(4096, kernel_init=g005, bias_init=b1, name=name)(x))
+      x = nn.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, kernel_init=g01, name='fc8')(x)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     'lenet': LeNet,
     'cifar10_full': Cifar10Full,
+    'alexnet': AlexNet,
 }
 
 
-def make_preprocess(kind: str, train_images: np.ndarray
+# ILSVRC-2012 per-channel RGB mean of the training set (the usual stand-in for
+# Caffe's 256x256 mean image, whose crop varies by less than a grey level).
+IMAGENET_RGB_MEAN = np.array([123.68, 116.78, 103.94], np.float32)
+
+
+def make_preprocess(kind: str, train_images: np.ndarray | None
                     ) -> Callable[[jax.Array], jax.Array]:
-  """Caffe's data transform: 'scale' (x / 256, MNIST) or 'mean' (x - mean
-  image of the training set, CIFAR-10's mean.binaryproto)."""
+  """Caffe's data transform on uint8 images.
+
+  'scale': x / 256 (MNIST); 'mean': x - mean image of the training set
+  (CIFAR-10's mean.binaryproto); 'imagenet_mean': x - per-channel mean.
+  """
   if kind == 'scale':
     return lambda x: x.astype(jnp.float32) * 0.00390625
+  if kind == 'imagenet_mean':
+    return lambda x: x.astype(jnp.float32) - IMAGENET_RGB_MEAN
   if kind == 'mean':
+    if train_images is None:
+      raise ValueError("preprocess='mean' needs the training images.")
     mean = train_images.astype(np.float64).mean(axis=0).astype(np.float32)
     return lambda x: x.astype(jnp.float32) - mean
-  raise ValueError(f'unknown preprocess {kind!r}; expected scale or mean.')
+  raise ValueError(f'unknown preprocess {kind!r}; expected scale, mean or '
+                   'imagenet_mean.')
 
 
 def param_count(params) -> int:

@@ -19,7 +19,8 @@ from experiments import configs as configs_pkg
 
 
 def available_experiments() -> list[str]:
-  return sorted(m.name for m in pkgutil.iter_modules(configs_pkg.__path__))
+  return sorted(m.name for m in pkgutil.iter_modules(configs_pkg.__path__)
+                if not m.name.startswith('_'))
 
 
 def get_config(experiment: str) -> ml_collections.ConfigDict:

@@ -146,6 +146,7 @@ class Solver:
   method: str
   optimizer: optax.GradientTransformation
   regularize: Callable[[Any, Any], Any]  # (grads, params) -> gradient seen
+  schedule: optax.Schedule  # Caffe's rate(k) before lr multipliers
 
 
 def _multiplier_tree(params, defaults: dict[str, float],
@@ -221,4 +222,4 @@ def make_solver(method: str, config, params) -> Solver:
   def regularized(grads, params):
     return regularize.update(grads, optax.EmptyState(), params)[0]
 
-  return Solver(method, optimizer, regularized)
+  return Solver(method, optimizer, regularized, schedule)

@@ -1,13 +1,17 @@
 """Training and evaluation: every (method, seed) run of one experiment.
 
-`train_and_evaluate(config, workdir)` runs all methods x seeds, writing each
-finished run to ``workdir/runs/`` (so an interrupted experiment loses only
-the unfinished run and resumes from there), then ``results.json``,
-``table.md``, ``curves.png`` and ``layer_rates.png``.
+`train_and_evaluate(config, workdir)` runs all methods x seeds, data-parallel
+over every visible device, writing each finished run to ``workdir/runs/``,
+orbax checkpoints (every ``config.checkpoint_every`` steps and at the end) to
+``workdir/checkpoints/`` and TensorBoard event files to
+``workdir/tensorboard/``; then ``results.json``, ``table.md``, ``curves.png``
+and ``layer_rates.png``. Running again with the same workdir skips finished
+runs and resumes an unfinished one from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,13 +20,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import layerlr_optax
 from experiments import data as data_lib
+from experiments import input_pipeline
 from experiments import models
 from experiments import report
 from experiments import solvers
 from experiments import workdir as workdir_lib
+
+DATA_SOURCES = data_lib.SOURCES + ('synthetic',)
+PARAM_SHARDINGS = ('replicated', 'fsdp')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -40,12 +49,19 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   if config.eval_every % config.log_every:
     raise ValueError(f'config.eval_every={config.eval_every} must be a '
                      f'multiple of config.log_every={config.log_every}.')
+  every = config.get('checkpoint_every', 0)
+  if every < 0 or (every and every % config.log_every):
+    raise ValueError(f'config.checkpoint_every={every} must be 0 (off) or a '
+                     f'multiple of config.log_every={config.log_every}.')
   if config.model not in models.MODELS:
     raise ValueError(f'config.model={config.model!r}; known models: '
                      f'{sorted(models.MODELS)}.')
-  if config.data_source not in data_lib.SOURCES:
+  if config.data_source not in DATA_SOURCES:
     raise ValueError(f'config.data_source={config.data_source!r}; expected '
-                     f'one of {data_lib.SOURCES}.')
+                     f'one of {DATA_SOURCES}.')
+  if config.get('param_sharding', 'replicated') not in PARAM_SHARDINGS:
+    raise ValueError(f'config.param_sharding={config.param_sharding!r}; '
+                     f'expected one of {PARAM_SHARDINGS}.')
   for key in ('base_lr', 'weight_decay', 'momentum'):
     if config[key] < 0:
       raise ValueError(f'config.{key} must be >= 0, got {config[key]}.')
@@ -55,57 +71,120 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return methods
 
 
-def _epoch_orders(seed: int, num_examples: int, num_steps: int,
-                  batch_size: int) -> np.ndarray:
-  """(num_steps, batch_size) example indices: a fresh shuffle every epoch."""
-  rng = np.random.default_rng(seed)
-  needed = num_steps * batch_size
-  chunks = [rng.permutation(num_examples)
-            for _ in range(-(-needed // num_examples))]
-  return np.concatenate(chunks)[:needed].reshape(num_steps, batch_size)
-
-
 def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+class Sources:
+  """Train and eval batches, input shape, classes and preprocessing."""
+
+  def __init__(self, config):
+    batch, eval_batch = config.batch_size, config.eval_batch_size
+    if config.dataset == 'imagenet2012':
+      shape = (input_pipeline.IMAGENET_CROP,) * 2 + (3,)
+      self.num_classes = 1000
+      if config.data_source == 'synthetic':
+        self.train = input_pipeline.SyntheticTrain(shape, 1000, batch)
+        self.eval = input_pipeline.SyntheticEval(
+            shape, 1000, config.get('max_eval_examples', 0) or eval_batch,
+            eval_batch)
+      elif config.data_source == 'tfds':
+        self.train = input_pipeline.ImageNetTrain(config.data_dir or None,
+                                                  batch)
+        self.eval = input_pipeline.ImageNetEval(
+            config.data_dir or None, eval_batch,
+            config.get('max_eval_examples', 0) or None)
+      else:
+        raise ValueError('imagenet2012 reads from data_source=tfds (the '
+                         'manually downloaded ILSVRC-2012) or synthetic.')
+      self.input_shape = shape
+      self.preprocess = models.make_preprocess(config.preprocess, None)
+      return
+    if config.data_source == 'synthetic':
+      raise ValueError('data_source=synthetic is for imagenet2012 only.')
+    dataset = data_lib.load(config.dataset, config.data_source,
+                            config.data_dir or None)
+    self.num_classes = dataset.num_classes
+    self.input_shape = dataset.train_images.shape[1:]
+    self.train = input_pipeline.InMemoryTrain(dataset.train_images,
+                                              dataset.train_labels, batch)
+    self.eval = input_pipeline.InMemoryEval(
+        dataset.test_images, dataset.test_labels, eval_batch,
+        config.max_eval_examples or None)
+    self.preprocess = models.make_preprocess(config.preprocess,
+                                             dataset.train_images)
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over `devices` (default: every device of every process)."""
+  return Mesh(np.array(jax.devices() if devices is None else devices),
+              ('data',))
+
+
+def _param_sharding(mesh: Mesh, mode: str):
+  """FSDP: each array's largest axis divisible by the device count is split."""
+  n = mesh.devices.size
+
+  def sharding(x):
+    if mode == 'fsdp' and n > 1:
+      axes = [i for i, d in enumerate(x.shape) if d % n == 0]
+      if axes:
+        axis = max(axes, key=lambda i: x.shape[i])
+        spec = [None] * len(x.shape)
+        spec[axis] = 'data'
+        return NamedSharding(mesh, P(*spec))
+    return NamedSharding(mesh, P())
+
+  return sharding
 
 
 class Runner:
   """Compiled train/eval functions for one method, shared by all its seeds."""
 
-  def __init__(self, config, dataset: data_lib.ImageDataset, method: str):
-    self.config = config
-    self.method = method
-    self.model = models.MODELS[config.model](num_classes=dataset.num_classes)
-    self.preprocess = models.make_preprocess(config.preprocess,
-                                             dataset.train_images)
-    self.train_images = jnp.asarray(dataset.train_images)
-    self.train_labels = jnp.asarray(dataset.train_labels)
-    self.test_images = dataset.test_images
-    self.test_labels = dataset.test_labels
-    sample = jnp.zeros((1, *dataset.train_images.shape[1:]), jnp.float32)
-    self._init = jax.jit(lambda rng: self.model.init(rng, sample)['params'])
-    params = jax.eval_shape(self._init, jax.random.key(0))
-    self.solver = solvers.make_solver(method, config, params)
+  def __init__(self, config, sources: Sources, method: str, mesh: Mesh):
+    self.config, self.sources, self.method, self.mesh = (config, sources,
+                                                         method, mesh)
+    n = mesh.devices.size
+    if config.batch_size % n:
+      raise ValueError(f'config.batch_size={config.batch_size} must be a '
+                       f'multiple of the {n} devices it is split over.')
+    self.model = models.MODELS[config.model](num_classes=sources.num_classes)
+    self.batch_sharding = NamedSharding(mesh, P('data'))
+    self.replicated = NamedSharding(mesh, P())
+    sample = jnp.zeros((1, *sources.input_shape), jnp.float32)
+    init = lambda rng: self.model.init(rng, sample)['params']
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    self.param_shardings = jax.tree.map(
+        _param_sharding(mesh, config.get('param_sharding', 'replicated')),
+        abstract)
+    self._init = jax.jit(init, out_shardings=self.param_shardings)
+    self.solver = solvers.make_solver(method, config, abstract)
+    self.schedule = self.solver.schedule
     self.layer_names = tuple(
-        layerlr_optax.layer_partition(params, config.layers))
-    self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0, 1))
+        layerlr_optax.layer_partition(abstract, config.layers))
+    self._opt_init = jax.jit(self.solver.optimizer.init)
+    self._train_step = None  # compiled on first use, with the state shardings
     self._eval_batch = jax.jit(self._eval_batch_impl)
 
   def init(self, seed: int):
     params = self._init(jax.random.key(seed))
-    return params, self.solver.optimizer.init(params)
+    # State derived from params follows their sharding; constants (step
+    # counts) would land on one device: replicate them over the mesh.
+    devices = self.mesh.devices.size
+    opt_state = jax.tree.map(
+        lambda x: x if len(x.sharding.device_set) == devices
+        else jax.device_put(x, self.replicated), self._opt_init(params))
+    return params, opt_state
 
-  def _train_step_impl(self, params, opt_state, idx):
-    """One step on the examples `idx`; returns the loss and layer factors.
-
-    A Python loop over this jitted step, not a `lax.scan`: on XLA:CPU the
-    convolutions inside a while loop ran ~6x slower (135 vs 23 ms for LeNet).
-    """
-    images = self.preprocess(self.train_images[idx])
-    labels = self.train_labels[idx]
+  def _train_step_impl(self, params, opt_state, images, labels, seed, step):
+    """One step; returns the loss and the layer factors of its gradient."""
+    images = self.sources.preprocess(images)
+    dropout = jax.random.fold_in(jax.random.key(seed), step)
 
     def loss_fn(p):
-      return cross_entropy(self.model.apply({'params': p}, images), labels)
+      logits = self.model.apply({'params': p}, images, train=True,
+                                rngs={'dropout': dropout})
+      return cross_entropy(logits, labels)
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = self.solver.optimizer.update(grads, opt_state, params)
@@ -114,65 +193,120 @@ class Runner:
     factors = jnp.stack([stats[n]['factor'] for n in self.layer_names])
     return optax.apply_updates(params, updates), opt_state, loss, factors
 
+  def _compiled_step(self, params, opt_state):
+    if self._train_step is None:
+      state_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+      self._train_step = jax.jit(
+          self._train_step_impl,
+          in_shardings=(self.param_shardings, state_shardings,
+                        self.batch_sharding, self.batch_sharding, None, None),
+          out_shardings=(self.param_shardings, state_shardings,
+                         self.replicated, self.replicated),
+          donate_argnums=(0, 1))
+    return self._train_step
+
   def _eval_batch_impl(self, params, images, labels):
-    logits = self.model.apply({'params': params}, self.preprocess(images))
+    logits = self.model.apply({'params': params},
+                              self.sources.preprocess(images), train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return jnp.sum(jnp.argmax(logits, -1) == labels), jnp.sum(loss)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    return (jnp.sum(jnp.argmax(logits, -1) == labels),
+            jnp.sum(jnp.any(top5 == labels[:, None], axis=-1)), jnp.sum(loss))
 
-  def evaluate(self, params) -> tuple[float, float]:
-    """(test error in %, mean test loss) on the full test set."""
-    n = len(self.test_labels)
-    bs = self.config.eval_batch_size
-    correct, loss = 0, 0.0
-    for start in range(0, n, bs):
-      c, l = self._eval_batch(params, self.test_images[start:start + bs],
-                              self.test_labels[start:start + bs])
+  def put_batch(self, images: np.ndarray, labels: np.ndarray):
+    """A host batch as one global array sharded over the 'data' axis."""
+    return tuple(
+        jax.make_array_from_callback(x.shape, self.batch_sharding,
+                                     lambda index, x=x: x[index])
+        for x in (images, labels))
+
+  def evaluate(self, params) -> dict[str, float]:
+    """Top-1/top-5 error (%) and mean loss over the whole eval split."""
+    correct = correct5 = count = 0
+    loss = 0.0
+    for images, labels in self.sources.eval.batches():
+      c, c5, l = self._eval_batch(params, images, labels)
       correct += int(c)
+      correct5 += int(c5)
       loss += float(l)
-    return 100.0 * (1.0 - correct / n), loss / n
+      count += len(labels)
+    return {'test_error': 100.0 * (1.0 - correct / count),
+            'test_top5_error': 100.0 * (1.0 - correct5 / count),
+            'test_loss': loss / count}
 
-  def run(self, seed: int, progress) -> dict[str, Any]:
+  def run(self, seed: int, store: workdir_lib.RunStore,
+          progress) -> dict[str, Any]:
     config = self.config
-    start = time.perf_counter()
+    every = config.get('checkpoint_every', 0)
+    checkpoints = (store.checkpoints(self.method, seed) if every else None)
     params, opt_state = self.init(seed)
-    orders = _epoch_orders(seed, len(self.train_labels), config.num_steps,
-                           config.batch_size)
+    step_fn = self._compiled_step(params, opt_state)
     record: dict[str, Any] = {
         'method': self.method, 'seed': seed, 'test_error': [],
-        'test_loss': [], 'train_loss': [], 'factor_steps': [],
+        'test_top5_error': [], 'test_loss': [], 'train_loss': [],
+        'learning_rate': [], 'factor_steps': [],
         'layer_factors': {name: [] for name in self.layer_names},
+        'wall_seconds': 0.0, 'pending_losses': [],
     }
-    chunk_losses = []
-    for step0 in range(0, config.num_steps, config.log_every):
+    start_step = 0
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+      start_step, params, opt_state, record = checkpoints.restore(
+          params, opt_state)
+      progress.update(start_step)
+    writer = store.tensorboard(self.method, seed)
+    t_start = time.perf_counter()
+    batches = self.sources.train.batches(seed, start_step, config.num_steps)
+    seed_arr = jnp.asarray(seed, jnp.uint32)
+    for step0 in range(start_step, config.num_steps, config.log_every):
       t0 = time.perf_counter()
       losses, factors = [], []
-      for idx in orders[step0:step0 + config.log_every]:
-        params, opt_state, loss, factor = self._train_step(params, opt_state,
-                                                           idx)
+      for step in range(step0, step0 + config.log_every):
+        images, labels = self.put_batch(*next(batches))
+        params, opt_state, loss, factor = step_fn(
+            params, opt_state, images, labels, seed_arr,
+            jnp.asarray(step, jnp.uint32))
         losses.append(loss)
         factors.append(factor)
       losses = np.asarray(jnp.stack(losses))
-      factors = np.asarray(jnp.stack(factors))
+      factors = np.asarray(jnp.stack(factors)).mean(axis=0)
       if not np.all(np.isfinite(losses)):
         raise FloatingPointError(
             f'{self.method} seed {seed}: non-finite training loss at steps '
             f'{step0}..{step0 + config.log_every}.')
-      chunk_losses.append(losses)
+      record['pending_losses'] += losses.tolist()
       step = step0 + config.log_every
       record['factor_steps'].append(step)
-      for name, value in zip(self.layer_names, factors.mean(axis=0)):
+      for name, value in zip(self.layer_names, factors):
         record['layer_factors'][name].append(float(value))
       dt = time.perf_counter() - t0
+      writer.add_scalar('train/loss', float(losses.mean()), step)
+      writer.add_scalar('train/learning_rate', float(self.schedule(step - 1)),
+                        step)
+      for name, value in zip(self.layer_names, factors):
+        writer.add_scalar(f'layer_factor/{name}', float(value), step)
       progress.update(config.log_every)
-      progress.set_postfix(loss=f'{losses.mean():.4f}',
-                           img_s=f'{config.log_every * config.batch_size / dt:.0f}')
+      progress.set_postfix(
+          loss=f'{losses.mean():.4f}',
+          img_s=f'{config.log_every * config.batch_size / dt:.0f}')
       if step % config.eval_every == 0:
-        error, test_loss = self.evaluate(params)
-        record['test_error'].append(error)
-        record['test_loss'].append(test_loss)
-        record['train_loss'].append(float(np.concatenate(chunk_losses).mean()))
-        chunk_losses = []
-    record['wall_seconds'] = time.perf_counter() - start
+        metrics = self.evaluate(params)
+        for key, value in metrics.items():
+          record[key].append(value)
+          writer.add_scalar(f'eval/{key}', value, step)
+        record['train_loss'].append(float(np.mean(record['pending_losses'])))
+        record['learning_rate'].append(float(self.schedule(step - 1)))
+        record['pending_losses'] = []
+        writer.flush()
+      if checkpoints is not None and (step % every == 0
+                                      or step == config.num_steps):
+        record['wall_seconds'] += time.perf_counter() - t_start
+        t_start = time.perf_counter()
+        checkpoints.save(step, params, opt_state, record)
+    writer.close()
+    record['wall_seconds'] += time.perf_counter() - t_start
+    if checkpoints is not None:
+      checkpoints.close()
+    del record['pending_losses']
     return record
 
 
@@ -197,9 +331,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The results dict written to ``workdir/results.json``.
   """
   methods = validate_config(config)
+  if config.get('distributed', False):
+    jax.distributed.initialize()
   store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)
-  dataset = data_lib.load(config.dataset, config.data_source,
-                          config.data_dir or None)
+  sources = Sources(config)
+  mesh = make_mesh()
   seeds = [config.seed_offset + i for i in range(config.num_seeds)]
   todo = [(m, s) for m in methods for s in seeds if not store.has_run(m, s)]
   start = time.perf_counter()
@@ -208,10 +344,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       method_todo = [s for m, s in todo if m == method]
       if not method_todo:
         continue
-      runner = Runner(config, dataset, method)
+      runner = Runner(config, sources, method, mesh)
       for seed in method_todo:
         progress.set_description(f'{method} seed {seed}')
-        store.save_run(runner.run(seed, progress))
+        store.save_run(runner.run(seed, store, progress))
   runs = [store.load_run(m, s) for m in methods for s in seeds]
   results = {
       'experiment': config.experiment,
@@ -222,10 +358,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'wall_seconds': sum(r['wall_seconds'] for r in runs),
       'session_wall_seconds': time.perf_counter() - start,
       'backend': jax.default_backend(),
-      'device': str(jax.devices()[0].device_kind),
+      'device': f'{jax.devices()[0].device_kind} x{len(jax.devices())}',
       'versions': {'jax': jax.__version__, 'optax': optax.__version__,
                    'layerlr_optax': layerlr_optax.__version__},
   }
-  store.write_json('results.json', results)
-  report.write_all(results, workdir)
+  if jax.process_index() == 0:
+    store.write_json('results.json', results)
+    report.write_all(results, workdir)
   return results

@@ -13,7 +13,8 @@ import ml_collections
 # runs to do or where data comes from, not what one run computes.
 RESUMABLE_KEYS = frozenset({
     'methods', 'num_seeds', 'seed_offset', 'data_source', 'data_dir',
-    'eval_batch_size', 'paper_table', 'checkpoint_every',
+    'eval_batch_size', 'paper_table', 'checkpoint_every', 'param_sharding',
+    'distributed',
 })
 
 
@@ -31,6 +32,47 @@ def _write_atomic(path: str, text: str) -> None:
 def _json_ready(obj: Any) -> Any:
   return json.loads(json.dumps(obj, default=lambda o: list(o)
                                if isinstance(o, tuple) else str(o)))
+
+
+class RunCheckpoints:
+  """Orbax checkpoints of one (method, seed) run: params, optimizer state and
+  the partial metrics record, so a resumed run continues bit for bit."""
+
+  def __init__(self, directory: str, max_to_keep: int = 2):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
+    self.manager = ocp.CheckpointManager(
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                             create=True))
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step: int, params, opt_state, record: dict) -> None:
+    ocp = self._ocp
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({'params': params,
+                                     'opt_state': opt_state}),
+        record=ocp.args.JsonSave(record)))
+    self.manager.wait_until_finished()
+
+  def restore(self, params, opt_state, step: int | None = None):
+    """(step, params, opt_state, record), arrays placed like the templates."""
+    import jax  # pylint: disable=g-import-not-at-top
+    ocp = self._ocp
+    step = self.manager.latest_step() if step is None else step
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        {'params': params, 'opt_state': opt_state})
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract),
+        record=ocp.args.JsonRestore()))
+    state = restored['state']
+    return step, state['params'], state['opt_state'], dict(restored['record'])
+
+  def close(self) -> None:
+    self.manager.close()
 
 
 class RunStore:
@@ -95,3 +137,13 @@ class RunStore:
   def write_json(self, name: str, obj: Any) -> None:
     _write_atomic(os.path.join(self.workdir, name),
                   json.dumps(_json_ready(obj), indent=1))
+
+  def checkpoints(self, method: str, seed: int) -> RunCheckpoints:
+    return RunCheckpoints(os.path.join(self.workdir, 'checkpoints',
+                                       f'{method}_seed{seed}'))
+
+  def tensorboard(self, method: str, seed: int):
+    """A TensorBoard event-file writer for one run (tensorboardX)."""
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter(os.path.join(self.workdir, 'tensorboard',
+                                      f'{method}_seed{seed}'))

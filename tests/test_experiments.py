@@ -248,11 +248,11 @@ def test_resume_after_interruption_reuses_finished_runs(tmp_path, monkeypatch):
   calls = []
   original = train.Runner.run
 
-  def flaky_run(self, seed, progress):
+  def flaky_run(self, seed, store, progress):
     calls.append(seed)
     if seed == 1 and len(calls) == 2:
       raise KeyboardInterrupt  # interrupted during the second seed
-    return original(self, seed, progress)
+    return original(self, seed, store, progress)
 
   monkeypatch.setattr(train.Runner, 'run', flaky_run)
   with pytest.raises(KeyboardInterrupt):

@@ -7,9 +7,11 @@ assumptions).
 
 import ml_collections
 
+from experiments.configs import _common
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = _common.base_config()
   config.experiment = 'mnist_lenet'
   config.dataset = 'mnist'
   config.model = 'lenet'
@@ -19,34 +21,20 @@ def get_config() -> ml_collections.ConfigDict:
   # available by name.
   config.methods = 'sgd,sgd+layer,nag,nag+layer,adagrad,adagrad+layer'
   config.num_seeds = 10
-  config.seed_offset = 0
   config.num_steps = 2000
   config.eval_every = 200
   config.log_every = 20
   config.batch_size = 64
   config.eval_batch_size = 1000
 
-  config.data_source = 'tfds'  # 'tfds' | 'local'
-  config.data_dir = ''  # TFDS data dir, or the folder of the IDX .gz files.
-
   # Caffe's lenet_solver.prototxt.
   config.base_lr = 0.01
-  config.method_base_lr = ml_collections.ConfigDict(
-      {'adam': 0.001, 'lars': 1.0, 'lamb': 0.001})
   config.lr_policy = 'inv'
   config.lr_gamma = 1e-4
   config.lr_power = 0.75
-  config.lr_stepsize = 0
-  config.lr_stepvalues = (0,)
   config.momentum = 0.9
   config.weight_decay = 5e-4
   config.bias_lr_mult = 2.0
-  config.lr_mult = ml_collections.ConfigDict()  # {'layer/leaf': multiplier}
-  config.decay_mult = ml_collections.ConfigDict()
-  config.adagrad_delta = 1e-8  # Caffe's default `delta`.
-  config.lars_trust_coefficient = 0.001
-  config.layers = 'module'
-
   # Table I of the paper: test error (%) mean and std over 10 runs. The first
   # row's iteration label is cut from the excerpt; 600 is assumed.
   config.paper_table = ml_collections.ConfigDict({

@@ -1,0 +1,51 @@
+"""Settings shared by every experiment config (each config overrides them)."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.experiment = ''
+  config.dataset = ''
+  config.model = ''
+  config.preprocess = 'scale'
+
+  config.methods = 'sgd,sgd+layer'
+  config.num_seeds = 1
+  config.seed_offset = 0
+  config.num_steps = 1000
+  config.eval_every = 100
+  config.log_every = 20
+  config.batch_size = 64
+  config.eval_batch_size = 1000
+
+  # 'tfds' (default: what users with internet have) | 'local' | 'synthetic'.
+  config.data_source = 'tfds'
+  config.data_dir = ''  # TFDS data dir, or the folder of the local files.
+  config.max_eval_examples = 0  # 0: the whole evaluation split.
+
+  # Caffe solver (experiments/solvers.py).
+  config.base_lr = 0.01
+  config.method_base_lr = ml_collections.ConfigDict(
+      {'adam': 0.001, 'lars': 1.0, 'lamb': 0.001})
+  config.lr_policy = 'fixed'
+  config.lr_gamma = 0.1
+  config.lr_power = 0.0
+  config.lr_stepsize = 0
+  config.lr_stepvalues = ()
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.bias_lr_mult = 2.0
+  config.lr_mult = ml_collections.ConfigDict()  # {'layer/leaf': multiplier}
+  config.decay_mult = ml_collections.ConfigDict()
+  config.adagrad_delta = 1e-8  # Caffe's default `delta`.
+  config.lars_trust_coefficient = 0.001
+  config.layers = 'module'
+
+  # Scale: data-parallel over all visible devices.
+  config.param_sharding = 'replicated'  # | 'fsdp'
+  config.distributed = False  # jax.distributed.initialize() (multi-host)
+  config.checkpoint_every = 0  # steps; 0 = no orbax checkpoints
+
+  config.paper_table = ml_collections.ConfigDict()
+  return config

@@ -1,0 +1,20 @@
+"""cifar10_full on a CPU-sized budget: 3,500 iterations, 3 seeds, SGD vs
+SGD+layer, the step-downs scaled proportionally (60k/70k and 65k/70k of the
+schedule: lr / 10 at 3,000 and 3,250). Not the paper's 70k schedule."""
+
+import ml_collections
+
+from experiments.configs import cifar10_full
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = cifar10_full.get_config()
+  config.experiment = 'cifar10_full_short'
+  config.methods = 'sgd,sgd+layer'
+  config.num_seeds = 3
+  config.num_steps = 3500
+  config.eval_every = 250
+  config.log_every = 50
+  config.lr_stepvalues = (3000, 3250)
+  config.checkpoint_every = 500
+  return config
