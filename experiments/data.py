@@ -182,11 +182,11 @@ def _decode_cifar_zip(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _load_local_cifar10(data_dir: str) -> ImageDataset:
-  """Decodes the JPEG zip once and caches the arrays next to nothing of ours.
+  """Decodes the JPEG zip once per machine and caches the arrays.
 
-  The cache lives in ``$LAYERLR_CACHE`` (default ``~/.cache/layerlr_optax``),
-  keyed by the zip's size and mtime, so 60k JPEGs are decoded once per
-  machine, not per run or epoch.
+  The cache is an .npz in ``$LAYERLR_CACHE`` (default
+  ``~/.cache/layerlr_optax``), keyed by the zip's path, size and mtime, so the
+  60k JPEGs are decoded once, not per run or epoch. The zip is never written.
   """
   path = os.path.join(data_dir, CIFAR10_ZIP)
   _require(path, f'the CIFAR-10 JPEG zip ({CIFAR10_ZIP})')

@@ -11,7 +11,6 @@ runs and resumes an unfinished one from its last checkpoint.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 

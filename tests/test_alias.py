@@ -1,6 +1,5 @@
 """layerlr_optax.sgd / adagrad against Caffe's solvers (NumPy reference)."""
 
-import chex
 import jax
 import numpy as np
 from absl.testing import parameterized
