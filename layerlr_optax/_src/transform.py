@@ -83,6 +83,11 @@ def _accumulation_dtype(leaves: list[jax.Array]) -> Any:
   return dtype
 
 
+def _sq_norm(leaf: jax.Array, dtype) -> jax.Array:
+  magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
+  return jnp.sum(jnp.square(magnitude.astype(dtype)))
+
+
 def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
                     axis_name: Optional[str]) -> list[jax.Array]:
   """Squared L2 norm of every layer: one scalar per layer.
@@ -95,8 +100,7 @@ def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
   """
   per_layer: list[Any] = [None] * part.num_layers
   for leaf, layer in zip(leaves, part.leaf_layer):
-    magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
-    sq = jnp.sum(jnp.square(magnitude.astype(dtype)))
+    sq = _sq_norm(leaf, dtype)
     per_layer[layer] = sq if per_layer[layer] is None else per_layer[layer] + sq
   if axis_name is not None:
     # Each device holds a shard of every leaf: one all-reduce of all layers.
