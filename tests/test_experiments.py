@@ -289,3 +289,11 @@ def test_bad_configs_fail_before_training(tmp_path):
                              str(tmp_path / 'b'))
   with pytest.raises(ValueError, match='num_seeds must be a positive'):
     train.train_and_evaluate(mnist_config(num_seeds=0), str(tmp_path / 'c'))
+
+
+def test_tfds_source_fails_clearly_without_network(tmp_path):
+  # Here TFDS cannot download: the error must say so and point to the local
+  # source, and must come from the download, not from a missing dependency.
+  with pytest.raises(data_lib.DataError, match='data_source=local') as info:
+    data_lib.load('mnist', 'tfds', str(tmp_path))
+  assert not isinstance(info.value.__cause__, ImportError), info.value
