@@ -73,7 +73,8 @@ def table_markdown(results: dict[str, Any]) -> str:
         '## Does +layer lower the test error? (Welch t-test, two-sided)',
         '',
         'Δ = mean(method+layer) − mean(method), in percentage points; '
-        'negative favours the layer-specific rate. Paper Δ from its Table I.',
+        'negative favours the layer-specific rate.' +
+        (' Paper Δ in parentheses.' if paper else ''),
         '',
         '| iteration | ' + ' | '.join(f'{b}: Δ, p (paper Δ)'
                                       for b, _ in pair_list) + ' |',
