@@ -173,7 +173,6 @@ class ImageNetEval:
                max_examples: int | None = None):
     self.data_dir, self.batch_size = data_dir, batch_size
     self.max_examples = max_examples
-    self.num_examples = None  # known after a pass
 
   def batches(self) -> Iterator[Batch]:
     tf = _tf()
@@ -190,8 +189,4 @@ class ImageNetEval:
 
     ds = (ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
           .batch(self.batch_size).prefetch(tf.data.AUTOTUNE))
-    count = 0
-    for images, labels in ds.as_numpy_iterator():
-      count += len(labels)
-      yield images, labels
-    self.num_examples = count
+    yield from ds.as_numpy_iterator()

@@ -30,8 +30,7 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _json_ready(obj: Any) -> Any:
-  return json.loads(json.dumps(obj, default=lambda o: list(o)
-                               if isinstance(o, tuple) else str(o)))
+  return json.loads(json.dumps(obj, default=str))
 
 
 class RunCheckpoints:
