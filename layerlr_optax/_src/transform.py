@@ -84,6 +84,12 @@ def _accumulation_dtype(leaves: list[jax.Array]) -> Any:
 
 
 def _sq_norm(leaf: jax.Array, dtype) -> jax.Array:
+  # The barrier keeps XLA from merging this `g * g` with the base optimizer's
+  # own square of the same gradient (AdaGrad's and Adam's accumulators). Once
+  # merged, the square has two users, cannot be fused into this reduction,
+  # and XLA:CPU writes it out as a gradient-sized temporary: 2.5-4x the update
+  # time of layerwise(adam) on AlexNet/ResNet-50 (benchmarks/README.md).
+  leaf = jax.lax.optimization_barrier(leaf)
   magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
   return jnp.sum(jnp.square(magnitude.astype(dtype)))
 
