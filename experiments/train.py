@@ -1,7 +1,8 @@
 """Training and evaluation: every (method, seed) run of one experiment.
 
-`train_and_evaluate(config, workdir)` runs all methods x seeds, data-parallel
-over every visible device, writing each finished run to ``workdir/runs/``,
+`train_and_evaluate(config, workdir)` runs all methods x seeds (the seeds of
+a method one after another, or as one vmapped program: `seeds_vmapped`),
+data-parallel over every visible device, writing each finished run to ``workdir/runs/``,
 orbax checkpoints (every ``config.checkpoint_every`` steps and at the end) to
 ``workdir/checkpoints/`` and TensorBoard event files to
 ``workdir/tensorboard/``; then ``results.json``, ``table.md``, ``curves.png``
@@ -31,6 +32,40 @@ from experiments import workdir as workdir_lib
 
 DATA_SOURCES = data_lib.SOURCES + ('synthetic',)
 PARAM_SHARDINGS = ('replicated', 'fsdp')
+SEED_PARALLELISM = ('auto', 'vmap', 'sequential')
+
+
+def seeds_vmapped(config: ml_collections.ConfigDict) -> bool:
+  """Whether the seeds of a method train as one vmapped program.
+
+  'auto' picks what `python -m benchmarks.train_step` measured faster on the
+  backend: on XLA:CPU a vmapped step of 4 LeNet seeds took ~2x as long as the
+  4 steps one after another (batched convolutions fall off the fast path), so
+  seeds run sequentially there; on accelerators, where one small step leaves
+  the chip mostly idle, they are vmapped.
+  """
+  mode = config.get('seed_parallelism', 'auto')
+  if mode == 'auto':
+    return jax.default_backend() != 'cpu'
+  return mode == 'vmap'
+
+
+def seed_groups(seeds, vmapped: bool, max_per_group: int = 0,
+                start_step=None) -> list[list[int]]:
+  """Splits seeds into the groups that train together (in lockstep).
+
+  Sequential: one seed per group. Vmapped: seeds that resume from the same
+  step (`start_step(seed)`, e.g. their latest checkpoint) share a group, at
+  most `max_per_group` (0: no limit) per group.
+  """
+  if not vmapped:
+    return [[s] for s in seeds]
+  by_start: dict[Any, list[int]] = {}
+  for seed in seeds:
+    by_start.setdefault(start_step(seed) if start_step else 0, []).append(seed)
+  size = max_per_group or len(seeds)
+  return [group[i:i + size] for group in by_start.values()
+          for i in range(0, len(group), size)]
 
 
 def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -58,6 +93,12 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   if config.data_source not in DATA_SOURCES:
     raise ValueError(f'config.data_source={config.data_source!r}; expected '
                      f'one of {DATA_SOURCES}.')
+  if config.get('seed_parallelism', 'auto') not in SEED_PARALLELISM:
+    raise ValueError(f'config.seed_parallelism={config.seed_parallelism!r}; '
+                     f'expected one of {SEED_PARALLELISM}.')
+  if int(config.get('max_vmapped_seeds', 0)) < 0:
+    raise ValueError('config.max_vmapped_seeds must be >= 0 (0: all seeds of '
+                     f'a method in one program), got {config.max_vmapped_seeds}.')
   if config.get('param_sharding', 'replicated') not in PARAM_SHARDINGS:
     raise ValueError(f'config.param_sharding={config.param_sharding!r}; '
                      f'expected one of {PARAM_SHARDINGS}.')
@@ -138,17 +179,27 @@ def _param_sharding(mesh: Mesh, mode: str):
 
 
 class Runner:
-  """Compiled train/eval functions for one method, shared by all its seeds."""
+  """Compiled train/eval functions for one method, shared by all its seeds.
 
-  def __init__(self, config, sources: Sources, method: str, mesh: Mesh):
+  `run` trains a group of seeds: one after another's program when the group
+  has one seed, or as one program vmapped over a leading seed axis (params,
+  optimizer state, batches, dropout keys) when `vmapped`. Checkpoints,
+  TensorBoard files and records stay per seed either way.
+  """
+
+  def __init__(self, config, sources: Sources, method: str, mesh: Mesh,
+               vmapped: bool = False):
     self.config, self.sources, self.method, self.mesh = (config, sources,
                                                          method, mesh)
+    self.vmapped = vmapped
     n = mesh.devices.size
     if config.batch_size % n:
       raise ValueError(f'config.batch_size={config.batch_size} must be a '
                        f'multiple of the {n} devices it is split over.')
     self.model = models.MODELS[config.model](num_classes=sources.num_classes)
-    self.batch_sharding = NamedSharding(mesh, P('data'))
+    # Vmapped: batches are (seeds, batch, ...), split over devices on axis 1.
+    self.batch_sharding = NamedSharding(
+        mesh, P(None, 'data') if vmapped else P('data'))
     self.replicated = NamedSharding(mesh, P())
     sample = jnp.zeros((1, *sources.input_shape), jnp.float32)
     init = lambda rng: self.model.init(rng, sample)['params']
@@ -163,7 +214,10 @@ class Runner:
         layerlr_optax.layer_partition(abstract, config.layers))
     self._opt_init = jax.jit(self.solver.optimizer.init)
     self._train_step = None  # compiled on first use, with the state shardings
-    self._eval_batch = jax.jit(self._eval_batch_impl)
+    eval_batch = self._eval_batch_impl
+    if vmapped:
+      eval_batch = jax.vmap(eval_batch, in_axes=(0, None, None))
+    self._eval_batch = jax.jit(eval_batch)
 
   def init(self, seed: int):
     params = self._init(jax.random.key(seed))
@@ -174,6 +228,14 @@ class Runner:
         lambda x: x if len(x.sharding.device_set) == devices
         else jax.device_put(x, self.replicated), self._opt_init(params))
     return params, opt_state
+
+  def _stack(self, trees):
+    """Per-seed pytrees -> one pytree with a leading (unsharded) seed axis."""
+    def stack(*xs):
+      spec = getattr(xs[0].sharding, 'spec', P())
+      return jax.device_put(jnp.stack(xs),
+                            NamedSharding(self.mesh, P(None, *spec)))
+    return jax.tree.map(stack, *trees)
 
   def _train_step_impl(self, params, opt_state, images, labels, seed, step):
     """One step; returns the loss and the layer factors of its gradient."""
@@ -194,12 +256,16 @@ class Runner:
 
   def _compiled_step(self, params, opt_state):
     if self._train_step is None:
-      state_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+      shardings = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
+      step = self._train_step_impl
+      if self.vmapped:
+        step = jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None))
       self._train_step = jax.jit(
-          self._train_step_impl,
-          in_shardings=(self.param_shardings, state_shardings,
-                        self.batch_sharding, self.batch_sharding, None, None),
-          out_shardings=(self.param_shardings, state_shardings,
+          step,
+          in_shardings=(shardings(params), shardings(opt_state),
+                        self.batch_sharding, self.batch_sharding,
+                        self.replicated, self.replicated),
+          out_shardings=(shardings(params), shardings(opt_state),
                          self.replicated, self.replicated),
           donate_argnums=(0, 1))
     return self._train_step
@@ -219,94 +285,134 @@ class Runner:
                                      lambda index, x=x: x[index])
         for x in (images, labels))
 
-  def evaluate(self, params) -> dict[str, float]:
-    """Top-1/top-5 error (%) and mean loss over the whole eval split."""
-    correct = correct5 = count = 0
-    loss = 0.0
+  def evaluate(self, params) -> list[dict[str, float]]:
+    """Top-1/top-5 error (%) and mean loss over the eval split, per seed."""
+    correct = correct5 = loss = 0.0
+    count = 0
     for images, labels in self.sources.eval.batches():
       c, c5, l = self._eval_batch(params, images, labels)
-      correct += int(c)
-      correct5 += int(c5)
-      loss += float(l)
+      correct = correct + np.asarray(c, np.int64)
+      correct5 = correct5 + np.asarray(c5, np.int64)
+      loss = loss + np.asarray(l, np.float64)
       count += len(labels)
-    return {'test_error': 100.0 * (1.0 - correct / count),
-            'test_top5_error': 100.0 * (1.0 - correct5 / count),
-            'test_loss': loss / count}
+    metrics = [{'test_error': 100.0 * (1.0 - float(c) / count),
+                'test_top5_error': 100.0 * (1.0 - float(c5) / count),
+                'test_loss': float(l) / count}
+               for c, c5, l in zip(np.atleast_1d(correct),
+                                   np.atleast_1d(correct5),
+                                   np.atleast_1d(loss))]
+    return metrics
 
-  def run(self, seed: int, store: workdir_lib.RunStore,
-          progress) -> dict[str, Any]:
+  def run(self, seeds, store: workdir_lib.RunStore,
+          progress) -> list[dict[str, Any]]:
+    """Trains `seeds` together; returns one finished record per seed."""
     config = self.config
+    seeds = list(seeds)
+    if len(seeds) > 1 and not self.vmapped:
+      raise ValueError('a sequential Runner trains one seed at a time.')
     every = config.get('checkpoint_every', 0)
-    checkpoints = (store.checkpoints(self.method, seed) if every else None)
-    params, opt_state = self.init(seed)
+    checkpoints = [store.checkpoints(self.method, s) if every else None
+                   for s in seeds]
+    records, states, starts = [], [], []
+    for seed, ckpt in zip(seeds, checkpoints):
+      params, opt_state = self.init(seed)
+      record: dict[str, Any] = {
+          'method': self.method, 'seed': seed, 'test_error': [],
+          'test_top5_error': [], 'test_loss': [], 'train_loss': [],
+          'learning_rate': [], 'factor_steps': [],
+          'layer_factors': {name: [] for name in self.layer_names},
+          'wall_seconds': 0.0, 'pending_losses': [],
+      }
+      start = 0
+      if ckpt is not None and ckpt.latest_step() is not None:
+        start, params, opt_state, record = ckpt.restore(params, opt_state)
+      records.append(record)
+      states.append((params, opt_state))
+      starts.append(start)
+    if len(set(starts)) > 1:
+      raise ValueError(f'seeds {seeds} resume from different steps {starts}; '
+                       'group them with seed_groups(..., start_step=...).')
+    start_step = starts[0]
+    progress.update(start_step * len(seeds))
+    if self.vmapped:
+      params, opt_state = self._stack(states)
+    else:
+      (params, opt_state), = states
     step_fn = self._compiled_step(params, opt_state)
-    record: dict[str, Any] = {
-        'method': self.method, 'seed': seed, 'test_error': [],
-        'test_top5_error': [], 'test_loss': [], 'train_loss': [],
-        'learning_rate': [], 'factor_steps': [],
-        'layer_factors': {name: [] for name in self.layer_names},
-        'wall_seconds': 0.0, 'pending_losses': [],
-    }
-    start_step = 0
-    if checkpoints is not None and checkpoints.latest_step() is not None:
-      start_step, params, opt_state, record = checkpoints.restore(
-          params, opt_state)
-      progress.update(start_step)
-    writer = store.tensorboard(self.method, seed)
+    writers = [store.tensorboard(self.method, s) for s in seeds]
     t_start = time.perf_counter()
-    batches = self.sources.train.batches(seed, start_step, config.num_steps)
-    seed_arr = jnp.asarray(seed, jnp.uint32)
+    batch_iters = [self.sources.train.batches(s, start_step, config.num_steps)
+                   for s in seeds]
+    seed_arr = jnp.asarray(seeds if self.vmapped else seeds[0], jnp.uint32)
+    label = ', '.join(str(s) for s in seeds)
     for step0 in range(start_step, config.num_steps, config.log_every):
       t0 = time.perf_counter()
       losses, factors = [], []
       for step in range(step0, step0 + config.log_every):
-        images, labels = self.put_batch(*next(batches))
+        host = [next(it) for it in batch_iters]
+        if self.vmapped:
+          host = [np.stack([b[0] for b in host]),
+                  np.stack([b[1] for b in host])]
+        else:
+          host = host[0]
+        images, labels = self.put_batch(*host)
         params, opt_state, loss, factor = step_fn(
             params, opt_state, images, labels, seed_arr,
             jnp.asarray(step, jnp.uint32))
         losses.append(loss)
         factors.append(factor)
-      losses = np.asarray(jnp.stack(losses))
-      factors = np.asarray(jnp.stack(factors)).mean(axis=0)
+      # (log_every, seeds) and (seeds, layers), also for one unvmapped seed.
+      losses = np.asarray(jnp.stack(losses)).reshape(config.log_every, -1)
+      factors = np.asarray(jnp.stack(factors)).mean(axis=0).reshape(
+          len(seeds), -1)
       if not np.all(np.isfinite(losses)):
         raise FloatingPointError(
-            f'{self.method} seed {seed}: non-finite training loss at steps '
+            f'{self.method} seed {label}: non-finite training loss at steps '
             f'{step0}..{step0 + config.log_every}.')
-      record['pending_losses'] += losses.tolist()
       step = step0 + config.log_every
-      record['factor_steps'].append(step)
-      for name, value in zip(self.layer_names, factors):
-        record['layer_factors'][name].append(float(value))
       dt = time.perf_counter() - t0
-      writer.add_scalar('train/loss', float(losses.mean()), step)
-      writer.add_scalar('train/learning_rate', float(self.schedule(step - 1)),
-                        step)
-      for name, value in zip(self.layer_names, factors):
-        writer.add_scalar(f'layer_factor/{name}', float(value), step)
-      progress.update(config.log_every)
+      for i, (record, writer) in enumerate(zip(records, writers)):
+        record['pending_losses'] += losses[:, i].tolist()
+        record['factor_steps'].append(step)
+        for name, value in zip(self.layer_names, factors[i]):
+          record['layer_factors'][name].append(float(value))
+        writer.add_scalar('train/loss', float(losses[:, i].mean()), step)
+        writer.add_scalar('train/learning_rate',
+                          float(self.schedule(step - 1)), step)
+        for name, value in zip(self.layer_names, factors[i]):
+          writer.add_scalar(f'layer_factor/{name}', float(value), step)
+      progress.update(config.log_every * len(seeds))
       progress.set_postfix(
           loss=f'{losses.mean():.4f}',
-          img_s=f'{config.log_every * config.batch_size / dt:.0f}')
+          img_s=f'{config.log_every * config.batch_size * len(seeds) / dt:.0f}')
       if step % config.eval_every == 0:
-        metrics = self.evaluate(params)
-        for key, value in metrics.items():
-          record[key].append(value)
-          writer.add_scalar(f'eval/{key}', value, step)
-        record['train_loss'].append(float(np.mean(record['pending_losses'])))
-        record['learning_rate'].append(float(self.schedule(step - 1)))
-        record['pending_losses'] = []
-        writer.flush()
-      if checkpoints is not None and (step % every == 0
-                                      or step == config.num_steps):
-        record['wall_seconds'] += time.perf_counter() - t_start
+        for record, writer, metrics in zip(records, writers,
+                                           self.evaluate(params)):
+          for key, value in metrics.items():
+            record[key].append(value)
+            writer.add_scalar(f'eval/{key}', value, step)
+          record['train_loss'].append(float(np.mean(record['pending_losses'])))
+          record['learning_rate'].append(float(self.schedule(step - 1)))
+          record['pending_losses'] = []
+          writer.flush()
+      if every and (step % every == 0 or step == config.num_steps):
+        elapsed = (time.perf_counter() - t_start) / len(seeds)
         t_start = time.perf_counter()
-        checkpoints.save(step, params, opt_state, record)
-    writer.close()
-    record['wall_seconds'] += time.perf_counter() - t_start
-    if checkpoints is not None:
-      checkpoints.close()
-    del record['pending_losses']
-    return record
+        for i, (record, ckpt) in enumerate(zip(records, checkpoints)):
+          record['wall_seconds'] += elapsed
+          if self.vmapped:
+            ckpt.save(step, *jax.tree.map(lambda x, i=i: x[i],
+                                          (params, opt_state)), record)
+          else:
+            ckpt.save(step, params, opt_state, record)
+    elapsed = (time.perf_counter() - t_start) / len(seeds)
+    for record, writer, ckpt in zip(records, writers, checkpoints):
+      writer.close()
+      record['wall_seconds'] += elapsed
+      if ckpt is not None:
+        ckpt.close()
+      del record['pending_losses']
+    return records
 
 
 def _progress(total: int):
@@ -337,16 +443,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = make_mesh()
   seeds = [config.seed_offset + i for i in range(config.num_seeds)]
   todo = [(m, s) for m in methods for s in seeds if not store.has_run(m, s)]
+  vmapped = seeds_vmapped(config)
   start = time.perf_counter()
   with _progress(len(todo) * config.num_steps) as progress:
     for method in methods:
       method_todo = [s for m, s in todo if m == method]
       if not method_todo:
         continue
-      runner = Runner(config, sources, method, mesh)
-      for seed in method_todo:
-        progress.set_description(f'{method} seed {seed}')
-        store.save_run(runner.run(seed, store, progress))
+      runner = Runner(config, sources, method, mesh, vmapped=vmapped)
+      groups = seed_groups(
+          method_todo, vmapped, config.get('max_vmapped_seeds', 0),
+          start_step=lambda s, m=method: store.checkpoint_step(m, s))
+      for group in groups:
+        progress.set_description(
+            f'{method} seed{"s" if len(group) > 1 else ""} '
+            + ','.join(map(str, group)))
+        for record in runner.run(group, store, progress):
+          store.save_run(record)
   runs = [store.load_run(m, s) for m in methods for s in seeds]
   results = {
       'experiment': config.experiment,
@@ -358,6 +471,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'session_wall_seconds': time.perf_counter() - start,
       'backend': jax.default_backend(),
       'device': f'{jax.devices()[0].device_kind} x{len(jax.devices())}',
+      'seeds_vmapped': vmapped,
       'versions': {'jax': jax.__version__, 'optax': optax.__version__,
                    'layerlr_optax': layerlr_optax.__version__},
   }

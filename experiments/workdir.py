@@ -137,9 +137,21 @@ class RunStore:
     _write_atomic(os.path.join(self.workdir, name),
                   json.dumps(_json_ready(obj), indent=1))
 
+  def _checkpoint_dir(self, method: str, seed: int) -> str:
+    return os.path.join(self.workdir, 'checkpoints', f'{method}_seed{seed}')
+
   def checkpoints(self, method: str, seed: int) -> RunCheckpoints:
-    return RunCheckpoints(os.path.join(self.workdir, 'checkpoints',
-                                       f'{method}_seed{seed}'))
+    return RunCheckpoints(self._checkpoint_dir(method, seed))
+
+  def checkpoint_step(self, method: str, seed: int) -> int | None:
+    """The step a run would resume from (None: no checkpoint yet)."""
+    if not os.path.isdir(self._checkpoint_dir(method, seed)):
+      return None
+    checkpoints = self.checkpoints(method, seed)
+    try:
+      return checkpoints.latest_step()
+    finally:
+      checkpoints.close()
 
   def tensorboard(self, method: str, seed: int):
     """A TensorBoard event-file writer for one run (tensorboardX)."""

@@ -1,5 +1,6 @@
 """Run by test_scale.py with 8 simulated CPU devices: a few LeNet steps give
-the same parameters on 1 device and data-parallel on 8 (replicated or FSDP)."""
+the same parameters on 1 device and data-parallel on 8 (replicated or FSDP),
+and two seeds vmapped on 8 devices equal each seed alone on 1 device."""
 
 import os
 import sys
@@ -17,19 +18,45 @@ mnist_dir = sys.argv[1]
 assert len(jax.devices()) == 8
 
 
-def final_params(devices, param_sharding):
+def make_runner(devices, param_sharding, vmapped=False):
   config = run_lib.get_config('mnist_lenet')
   config.update(dict(data_source='local', data_dir=mnist_dir, batch_size=64,
                      param_sharding=param_sharding, methods='sgd+layer'))
   sources = train.Sources(config)
-  runner = train.Runner(config, sources, 'sgd+layer', train.make_mesh(devices))
-  params, opt_state = runner.init(0)
+  runner = train.Runner(config, sources, 'sgd+layer', train.make_mesh(devices),
+                        vmapped=vmapped)
+  return runner, sources
+
+
+def final_params(devices, param_sharding, seed=0):
+  runner, sources = make_runner(devices, param_sharding)
+  params, opt_state = runner.init(seed)
   step = runner._compiled_step(params, opt_state)  # pylint: disable=protected-access
-  for i, batch in enumerate(sources.train.batches(0, 0, 5)):
+  for i, batch in enumerate(sources.train.batches(seed, 0, 5)):
     images, labels = runner.put_batch(*batch)
     params, opt_state, _, _ = step(params, opt_state, images, labels,
-                                   np.uint32(0), np.uint32(i))
+                                   np.uint32(seed), np.uint32(i))
   return params
+
+
+def final_params_vmapped(devices, param_sharding, seeds):
+  runner, sources = make_runner(devices, param_sharding, vmapped=True)
+  params, opt_state = runner._stack([runner.init(s) for s in seeds])  # pylint: disable=protected-access
+  step = runner._compiled_step(params, opt_state)  # pylint: disable=protected-access
+  batches = zip(*[sources.train.batches(s, 0, 5) for s in seeds])
+  for i, per_seed in enumerate(batches):
+    images, labels = runner.put_batch(np.stack([b[0] for b in per_seed]),
+                                      np.stack([b[1] for b in per_seed]))
+    params, opt_state, _, _ = step(params, opt_state, images, labels,
+                                   np.asarray(seeds, np.uint32), np.uint32(i))
+  return params
+
+
+def assert_close(single, sharded, what):
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(single)[0],
+                          jax.tree.leaves(sharded)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5,
+                               atol=1e-6, err_msg=f'{what} {path}')
 
 
 single = final_params(jax.devices()[:1], 'replicated')
@@ -39,9 +66,15 @@ for mode in ('replicated', 'fsdp'):
   if mode == 'fsdp':
     assert not kernel.sharding.is_fully_replicated, kernel.sharding
   assert len(kernel.sharding.device_set) == 8
-  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(single)[0],
-                          jax.tree.leaves(sharded)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5,
-                               atol=1e-6, err_msg=f'{mode} {path}')
+  assert_close(single, sharded, mode)
   print(f'{mode}: 8 devices == 1 device')
+
+vmapped = final_params_vmapped(jax.devices(), 'fsdp', [0, 1])
+assert len(vmapped['ip1']['kernel'].sharding.device_set) == 8
+for i, seed in enumerate([0, 1]):
+  alone = single if seed == 0 else final_params(jax.devices()[:1],
+                                                'replicated', seed)
+  assert_close(alone, jax.tree.map(lambda x, i=i: x[i], vmapped),
+               f'vmapped seed {seed}')
+print('vmapped seeds on 8 devices (fsdp) == each seed on 1 device')
 print('DATA PARALLEL OK')

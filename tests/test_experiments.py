@@ -248,11 +248,11 @@ def test_resume_after_interruption_reuses_finished_runs(tmp_path, monkeypatch):
   calls = []
   original = train.Runner.run
 
-  def flaky_run(self, seed, store, progress):
-    calls.append(seed)
-    if seed == 1 and len(calls) == 2:
+  def flaky_run(self, seeds, store, progress):
+    calls.extend(seeds)
+    if seeds == [1] and len(calls) == 2:
       raise KeyboardInterrupt  # interrupted during the second seed
-    return original(self, seed, store, progress)
+    return original(self, seeds, store, progress)
 
   monkeypatch.setattr(train.Runner, 'run', flaky_run)
   with pytest.raises(KeyboardInterrupt):
@@ -264,6 +264,62 @@ def test_resume_after_interruption_reuses_finished_runs(tmp_path, monkeypatch):
                                           num_steps=6), workdir)
   train.train_and_evaluate(config, workdir)
   assert calls == [0, 1, 1]  # seed 0 was not rerun
+
+
+def test_vmapped_seeds_equal_sequential_seeds(tmp_path, monkeypatch):
+  """Two seeds as one vmapped program == the same seeds one after another,
+  per-seed checkpoints included; a vmapped run resumes bit for bit."""
+  require_shared_data(MNIST_DIR)
+  common = dict(num_seeds=2, methods='sgd+layer', num_steps=6,
+                checkpoint_every=2, max_eval_examples=2000)
+  runs = {}
+  for mode in ('sequential', 'vmap'):
+    workdir = str(tmp_path / mode)
+    results = train.train_and_evaluate(
+        mnist_config(seed_parallelism=mode, **common), workdir)
+    assert results['seeds_vmapped'] == (mode == 'vmap')
+    runs[mode] = results['runs']
+  for seq, vm in zip(runs['sequential'], runs['vmap']):
+    assert (seq['method'], seq['seed']) == (vm['method'], vm['seed'])
+    # One misclassified test image is 0.05 points; float reassociation in the
+    # batched convolutions may not flip any.
+    np.testing.assert_allclose(vm['test_error'], seq['test_error'], atol=0.051)
+    np.testing.assert_allclose(vm['train_loss'], seq['train_loss'], rtol=1e-5)
+    for name, factors in seq['layer_factors'].items():
+      np.testing.assert_allclose(vm['layer_factors'][name], factors,
+                                 rtol=1e-5)
+  assert runs['vmap'][0]['train_loss'] != runs['vmap'][1]['train_loss']
+
+  # Interrupt the vmapped run after its step-4 checkpoints, then resume.
+  config = mnist_config(seed_parallelism='vmap', **common)
+  interrupted = str(tmp_path / 'interrupted')
+  original_save = workdir_lib.RunCheckpoints.save
+  saves = []
+
+  def save_then_stop(self, step, *args):
+    original_save(self, step, *args)
+    saves.append(step)
+    if saves.count(4) == 2:  # both seeds' step-4 checkpoints are written
+      raise KeyboardInterrupt('stopped after the step-4 checkpoints')
+
+  monkeypatch.setattr(workdir_lib.RunCheckpoints, 'save', save_then_stop)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, interrupted)
+  monkeypatch.setattr(workdir_lib.RunCheckpoints, 'save', original_save)
+  resumed = train.train_and_evaluate(config, interrupted)['runs']
+  for straight, again in zip(runs['vmap'], resumed):
+    for key in ('test_error', 'test_loss', 'train_loss', 'layer_factors'):
+      assert straight[key] == again[key], key
+
+
+def test_seed_groups():
+  assert train.seed_groups([0, 1, 2], vmapped=False) == [[0], [1], [2]]
+  assert train.seed_groups([0, 1, 2], vmapped=True) == [[0, 1, 2]]
+  assert train.seed_groups([0, 1, 2, 3, 4], True, 2) == [[0, 1], [2, 3], [4]]
+  # Seeds resuming from different checkpoints cannot run in lockstep.
+  resume = {0: 4, 1: None, 2: 4, 3: None}
+  assert train.seed_groups([0, 1, 2, 3], True,
+                           start_step=resume.get) == [[0, 2], [1, 3]]
 
 
 def test_config_overrides_are_typed():
@@ -287,6 +343,9 @@ def test_bad_configs_fail_before_training(tmp_path):
   with pytest.raises(ValueError, match='data_source'):
     train.train_and_evaluate(mnist_config(data_source='web'),
                              str(tmp_path / 'b'))
+  with pytest.raises(ValueError, match='seed_parallelism'):
+    train.train_and_evaluate(mnist_config(seed_parallelism='parallel'),
+                             str(tmp_path / 'd'))
   with pytest.raises(ValueError, match='num_seeds must be a positive'):
     train.train_and_evaluate(mnist_config(num_seeds=0), str(tmp_path / 'c'))
 

@@ -44,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Scale: data-parallel over all visible devices.
   config.param_sharding = 'replicated'  # | 'fsdp'
+  # Seeds of a method: 'auto' (sequential on CPU, one vmapped program on
+  # GPU/TPU; see experiments.train.seeds_vmapped) | 'vmap' | 'sequential'.
+  config.seed_parallelism = 'auto'
+  config.max_vmapped_seeds = 0  # seeds per vmapped program; 0 = all
   config.distributed = False  # jax.distributed.initialize() (multi-host)
   config.checkpoint_every = 0  # steps; 0 = no orbax checkpoints
 
