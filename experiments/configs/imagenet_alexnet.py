@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.preprocess = 'imagenet_mean'
   config.methods = 'sgd,sgd+layer'
   config.num_seeds = 1
+  # A batch-256 AlexNet step already fills an accelerator; vmapping more
+  # seeds would only multiply the activation memory.
+  config.seed_parallelism = 'sequential'
   config.num_steps = 350_000
   config.eval_every = 10_000
   config.log_every = 100
