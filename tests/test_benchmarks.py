@@ -3,6 +3,7 @@
 import json
 
 from benchmarks import overhead
+from benchmarks import program
 from benchmarks import train_step
 from benchmarks import trees
 
@@ -41,3 +42,30 @@ def test_train_step_json_shape(tmp_path):
   assert [c['optimizer'] for c in payload['cases']] == ['optax.sgd',
                                                         'layerlr_optax.sgd']
   assert payload['seeds']['faster'] in ('vmapped', 'sequential')
+
+
+def test_program_json_shape(tmp_path):
+  path = tmp_path / 'p.json'
+  program.main(['--trees', 'lenet', '--optimizers', 'layerlr_optax.sgd',
+                '--json', str(path)])
+  payload = json.loads(path.read_text())
+  base, ours = payload['cases']
+  assert (base['optimizer'], ours['optimizer']) == ('optax.sgd',
+                                                    'layerlr_optax.sgd')
+  # 8 leaves: one fused update each; the layer rate adds reductions.
+  assert base['kernels'] >= 8 and ours['kernels'] > base['kernels']
+  assert ours['ops'] > base['ops'] > 0
+  assert ours['temp_bytes'] < 4 * 431_080 // 10  # no gradient-sized buffer
+
+
+def test_count_kernels_reads_the_entry_computation():
+  hlo = ('HloModule m\n\n%fused (p: f32[2]) -> f32[2] {\n'
+         '  %p = f32[2]{0} parameter(0)\n'
+         '  ROOT %m = f32[2]{0} multiply(%p, %p)\n}\n\n'
+         'ENTRY %main (a: f32[2]) -> (f32[2], f32[]) {\n'
+         '  %a = f32[2]{0} parameter(0)\n'
+         '  %c = f32[] constant(0)\n'
+         '  %f = f32[2]{0} fusion(%a), kind=kLoop, calls=%fused\n'
+         '  %r = f32[] reduce(%f, %c), dimensions={0}, to_apply=%add\n'
+         '  ROOT %t = (f32[2]{0}, f32[]) tuple(%f, %r)\n}\n')
+  assert program.count_kernels(hlo) == 2

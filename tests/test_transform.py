@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from absl.testing import parameterized
 
 import layerlr_optax
@@ -463,3 +464,29 @@ class StatsTest(chex.TestCase):
       np.testing.assert_allclose(stats[name]['grad_norm'], norm, rtol=1e-5)
       np.testing.assert_allclose(stats[name]['factor'],
                                  reference.factor(norm), rtol=1e-5)
+
+
+@pytest.mark.parametrize('make', [
+    lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
+    lambda: layerlr_optax.adagrad(0.1),
+    lambda: layerlr_optax.sgd(0.1, momentum=0.9),
+])
+def test_no_gradient_sized_temporaries(make):
+  """The norm's g*g is fused into its reduction, never written to memory.
+
+  Regression test: merged with AdaGrad's/Adam's own g*g by XLA's CSE, it was
+  materialised as a gradient-sized buffer (2.5-4x the update time on big
+  leaves, benchmarks/README.md).
+  """
+  params = {'dense': {'kernel': jnp.ones((512, 512)), 'bias': jnp.ones(512)}}
+  opt = make()
+  state = opt.init(params)
+
+  def step(p, s, g):
+    updates, s = opt.update(g, s, p)
+    return optax.apply_updates(p, updates), s
+
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(
+      params, state, params).compile()
+  temp = compiled.memory_analysis().temp_size_in_bytes
+  assert temp < 512 * 512 * 4 // 4, temp
