@@ -2,8 +2,10 @@
 
 import json
 
+from benchmarks import designs
 from benchmarks import overhead
 from benchmarks import program
+from benchmarks import report
 from benchmarks import train_step
 from benchmarks import trees
 
@@ -69,3 +71,19 @@ def test_count_kernels_reads_the_entry_computation():
          '  %r = f32[] reduce(%f, %c), dimensions={0}, to_apply=%add\n'
          '  ROOT %t = (f32[2]{0}, f32[]) tuple(%f, %r)\n}\n')
   assert program.count_kernels(hlo) == 2
+
+
+def test_designs_agree_and_report(tmp_path):
+  path = tmp_path / 'd.json'
+  # designs.bench asserts that every design computes the shipped update.
+  designs.main(['--trees', 'lenet', '--repeats', '2', '--json', str(path)])
+  payload = json.loads(path.read_text())
+  assert {(c['family'], c['design']) for c in payload['cases']} == {
+      ('sgd', 'optax.sgd'), ('sgd', 'shipped'), ('sgd', 'grouped'),
+      ('sgd', 'flat'), ('adam', 'optax.adam'), ('adam', 'shipped'),
+      ('adam', 'unbarriered')}
+  by = {(c['family'], c['design']): c for c in payload['cases']}
+  # Without the barrier the norm's g*g is a gradient-sized temporary.
+  assert by[('adam', 'unbarriered')]['temp_bytes'] > 4 * 400_000
+  assert by[('adam', 'shipped')]['temp_bytes'] < 4 * 40_000
+  assert 'lenet, adam' in report.designs_tables(payload)
