@@ -143,7 +143,9 @@ def bench(tree: str, family: str, repeats: int, min_seconds: float):
     t0 = time.perf_counter()
     compiled = step.lower(p, state, grads).compile()
     compile_s = time.perf_counter() - t0
-    # One step from the same start: every layer-rate design must agree.
+    # One step from the same start: every layer-rate design must agree (to
+    # float32 summation order: `flat` adds tens of millions of squares one
+    # by one).
     first = compiled(jax.tree.map(lambda x: x.copy(), params), opt.init(p),
                      grads)[0]
     if name == 'shipped':
@@ -151,7 +153,7 @@ def bench(tree: str, family: str, repeats: int, min_seconds: float):
     elif reference is not None:
       for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(first)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
-                                   atol=1e-7, err_msg=f'{family}/{name}')
+                                   atol=1e-6, err_msg=f'{family}/{name}')
     carry = [p, state]
 
     def run(compiled=compiled, carry=carry):
