@@ -40,7 +40,7 @@ def seeds_vmapped(config: ml_collections.ConfigDict) -> bool:
 
   'auto' picks what `python -m benchmarks.train_step` measured faster on the
   backend: on XLA:CPU a vmapped step of 4 LeNet seeds took ~2x as long as the
-  4 steps one after another (batched convolutions fall off the fast path), so
+  4 steps one after another (benchmarks/results/train_step_cpu.json), so
   seeds run sequentially there; on accelerators, where one small step leaves
   the chip mostly idle, they are vmapped.
   """
@@ -181,9 +181,9 @@ def _param_sharding(mesh: Mesh, mode: str):
 class Runner:
   """Compiled train/eval functions for one method, shared by all its seeds.
 
-  `run` trains a group of seeds: one after another's program when the group
-  has one seed, or as one program vmapped over a leading seed axis (params,
-  optimizer state, batches, dropout keys) when `vmapped`. Checkpoints,
+  `run` trains a group of seeds: a single seed with the plain step, or, when
+  `vmapped`, several as one program vmapped over a leading seed axis (params,
+  optimizer state, batches, dropout keys). Checkpoints,
   TensorBoard files and records stay per seed either way.
   """
 
