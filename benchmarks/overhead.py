@@ -110,9 +110,10 @@ def main(argv=None) -> int:
         [[r['optimizer'], f'{1e3 * r["median_s"]:.3f}', f'{r["ratio"]:.3f}',
           f'{r["compile_s"]:.2f}', f'{r["compile_ratio"]:.2f}'] for r in rows]),
         flush=True)
-  payload = {**common.device_info(), 'benchmark': 'overhead',
-             'repeats': repeats, 'cases': cases}
-  common.write_json(args.json, payload)
+    # After every tree, so a time-boxed run keeps what it finished.
+    common.write_json(args.json, {**common.device_info(),
+                                  'benchmark': 'overhead',
+                                  'repeats': repeats, 'cases': cases})
   return 0
 
 

@@ -99,8 +99,9 @@ def main(argv=None) -> int:
         [[r['optimizer'], f'{r["lower_s"]:.2f}', f'{r["compile_s"]:.2f}',
           r['ops'], r['kernels'], f'{r["temp_bytes"] / 2**20:.1f}']
          for r in rows]), flush=True)
-  common.write_json(args.json, {**common.device_info(), 'benchmark': 'program',
-                                'cases': cases})
+    # After every tree, so a time-boxed run keeps what it finished.
+    common.write_json(args.json, {**common.device_info(),
+                                  'benchmark': 'program', 'cases': cases})
   return 0
 
 
