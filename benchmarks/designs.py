@@ -48,7 +48,8 @@ def _partition(grads):
 
 
 def _factor(sq):
-  return 1.0 + jnp.log1p(jax.lax.rsqrt(jnp.maximum(sq, jnp.finfo(sq.dtype).tiny)))
+  tiny = jnp.finfo(sq.dtype).tiny
+  return 1.0 + jnp.log1p(jax.lax.rsqrt(jnp.maximum(sq, tiny)))
 
 
 def _with_factors(per_leaf_factors, base):

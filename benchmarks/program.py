@@ -27,8 +27,6 @@ import re
 import sys
 import time
 
-import jax
-
 from benchmarks import common
 from benchmarks import overhead
 from benchmarks import trees

@@ -2,8 +2,8 @@
 
 `train_and_evaluate(config, workdir)` runs all methods x seeds (the seeds of
 a method one after another, or as one vmapped program: `seeds_vmapped`),
-data-parallel over every visible device, writing each finished run to ``workdir/runs/``,
-orbax checkpoints (every ``config.checkpoint_every`` steps and at the end) to
+data-parallel over every visible device, writing each finished run to
+``workdir/runs/``, orbax checkpoints (every ``config.checkpoint_every`` steps and at the end) to
 ``workdir/checkpoints/`` and TensorBoard event files to
 ``workdir/tensorboard/``; then ``results.json``, ``table.md``, ``curves.png``
 and ``layer_rates.png``. Running again with the same workdir skips finished
@@ -97,8 +97,9 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     raise ValueError(f'config.seed_parallelism={config.seed_parallelism!r}; '
                      f'expected one of {SEED_PARALLELISM}.')
   if int(config.get('max_vmapped_seeds', 0)) < 0:
-    raise ValueError('config.max_vmapped_seeds must be >= 0 (0: all seeds of '
-                     f'a method in one program), got {config.max_vmapped_seeds}.')
+    raise ValueError('config.max_vmapped_seeds must be >= 0 (0: all seeds '
+                     'of a method in one program), got '
+                     f'{config.max_vmapped_seeds}.')
   if config.get('param_sharding', 'replicated') not in PARAM_SHARDINGS:
     raise ValueError(f'config.param_sharding={config.param_sharding!r}; '
                      f'expected one of {PARAM_SHARDINGS}.')
