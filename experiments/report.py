@@ -1,4 +1,5 @@
-"""Tables and plots from results.json (``python -m experiments.report DIR``)."""
+"""Tables and plots from results.json (``python -m experiments.report DIR``),
+and one method of one run against one of another (``... compare``)."""
 
 from __future__ import annotations
 
@@ -172,16 +173,71 @@ def write_all(results: dict[str, Any], workdir: str) -> None:
   plot_layer_rates(results, os.path.join(workdir, 'layer_rates.png'))
 
 
-def main(argv: list[str]) -> int:
-  if len(argv) != 2:
-    print('usage: python -m experiments.report WORKDIR', file=sys.stderr)
-    return 2
-  path = os.path.join(argv[1], 'results.json')
+def compare_markdown(a: dict[str, Any], method_a: str, b: dict[str, Any],
+                     method_b: str, label_a: str, label_b: str) -> str:
+  """Test error of one method of run `a` against one of run `b`, per eval."""
+  runs_a, runs_b = _by_method(a).get(method_a), _by_method(b).get(method_b)
+  if not runs_a or not runs_b:
+    raise ValueError(f'no runs of {method_a!r} in {label_a} or of '
+                     f'{method_b!r} in {label_b}.')
+  if a['eval_steps'] != b['eval_steps']:
+    raise ValueError(f'{label_a} and {label_b} evaluated at different steps.')
+  err_a, err_b = _stack(runs_a, 'test_error'), _stack(runs_b, 'test_error')
+  rows = [f'| {step} | {_fmt(x.mean(), x.std(ddof=1))} | '
+          f'{_fmt(y.mean(), y.std(ddof=1))} | {x.mean() - y.mean():+.2f} | '
+          f'{welch_p(x, y):.3f} |'
+          for step, x, y in zip(a['eval_steps'], err_a.T, err_b.T)]
+  lines = [
+      f'Test error (%), {method_a} in {label_a} ({len(runs_a)} seeds) vs '
+      f'{method_b} in {label_b} ({len(runs_b)} seeds); Welch two-sided p.',
+      '',
+      f'| iteration | {method_a} | {method_b} | Δ | p |',
+      '|---|---|---|---|---|', *rows]
+  for method, runs in ((method_a, runs_a), (method_b, runs_b)):
+    if method.endswith('+layer'):
+      lines += ['', f'{method}: layer factor (mean over layers and seeds) '
+                + _factor_summary(runs)]
+  return '\n'.join(lines)
+
+
+def _factor_summary(runs) -> str:
+  """Mean factor overall, over the first and the last fifth of training."""
+  # (seeds, layers, logged steps) -> (logged steps,)
+  per_step = np.array([list(r['layer_factors'].values()) for r in runs],
+                      dtype=np.float64).mean(axis=(0, 1))
+  fifth = max(1, len(per_step) // 5)
+  return (f'{per_step.mean():.2f} overall, {per_step[:fifth].mean():.2f} in '
+          f'the first fifth of training, {per_step[-fifth:].mean():.2f} in '
+          'the last.')
+
+
+def _load(workdir: str) -> dict[str, Any]:
+  path = os.path.join(workdir, 'results.json')
   if not os.path.isfile(path):
-    print(f'no results.json in {argv[1]!r}', file=sys.stderr)
-    return 1
+    raise FileNotFoundError(f'no results.json in {workdir!r}')
   with open(path) as f:
-    write_all(json.load(f), argv[1])
+    return json.load(f)
+
+
+USAGE = ('usage: python -m experiments.report WORKDIR\n'
+         '       python -m experiments.report compare WORKDIR_A METHOD_A '
+         'WORKDIR_B METHOD_B')
+
+
+def main(argv: list[str]) -> int:
+  try:
+    if len(argv) == 6 and argv[1] == 'compare':
+      _, _, dir_a, method_a, dir_b, method_b = argv
+      print(compare_markdown(_load(dir_a), method_a, _load(dir_b), method_b,
+                             dir_a, dir_b))
+    elif len(argv) == 2:
+      write_all(_load(argv[1]), argv[1])
+    else:
+      print(USAGE, file=sys.stderr)
+      return 2
+  except (FileNotFoundError, ValueError) as e:
+    print(e, file=sys.stderr)
+    return 1
   return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import data as data_lib
 from experiments import models
+from experiments import report as report_lib
 from experiments import run as run_lib
 from experiments import solvers
 from experiments import train
@@ -360,3 +361,26 @@ def test_tfds_source_fails_clearly_without_network(tmp_path, monkeypatch):
   monkeypatch.setattr(tfds, 'load', offline)
   with pytest.raises(data_lib.DataError, match='data_source=local'):
     data_lib.load('mnist', 'tfds', str(tmp_path))
+
+
+def test_report_compare_two_workdirs(tmp_path, capsys):
+  def results(method, errors, factors=None):
+    runs = [{'method': method, 'seed': i, 'test_error': e,
+             'layer_factors': {'a': factors or [1.0]}}
+            for i, e in enumerate(errors)]
+    return {'eval_steps': [10, 20], 'runs': runs}
+  a = results('sgd+layer', [[2.0, 1.0], [2.2, 1.2]],
+              factors=[1.0, 2.0, 3.0, 4.0, 5.0])
+  b = results('sgd', [[3.0, 1.0], [3.2, 1.2]])
+  for name, payload in (('a', a), ('b', b)):
+    os.makedirs(tmp_path / name)
+    (tmp_path / name / 'results.json').write_text(json.dumps(payload))
+  assert report_lib.main(['report', 'compare', str(tmp_path / 'a'),
+                          'sgd+layer', str(tmp_path / 'b'), 'sgd']) == 0
+  out = capsys.readouterr().out
+  assert '| 10 | 2.10 ± 0.14 | 3.10 ± 0.14 | -1.00 | 0.019 |' in out
+  assert '| 20 | 1.10 ± 0.14 | 1.10 ± 0.14 | +0.00 | 1.000 |' in out
+  assert '3.00 overall, 1.00 in the first fifth of training, 5.00 in' in out
+  assert report_lib.main(['report', 'compare', str(tmp_path / 'a'), 'nag',
+                          str(tmp_path / 'b'), 'sgd']) == 1
+  assert "no runs of 'nag'" in capsys.readouterr().err
