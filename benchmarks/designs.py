@@ -35,7 +35,9 @@ import optax
 
 import layerlr_optax
 from layerlr_optax._src import layers as layers_lib
+from layerlr_optax._src import transform
 from benchmarks import common
+from benchmarks import overhead
 from benchmarks import program
 from benchmarks import trees
 
@@ -47,9 +49,10 @@ def _partition(grads):
   return list(part.leaf_layer), part.num_layers
 
 
-def _factor(sq):
-  tiny = jnp.finfo(sq.dtype).tiny
-  return 1.0 + jnp.log1p(jax.lax.rsqrt(jnp.maximum(sq, tiny)))
+def _leaf_factors(layer_sq, leaf_layer):
+  """Each leaf's factor, read from the vector of layer factors."""
+  vector = transform._factor_from_sq_norm(layer_sq)  # pylint: disable=protected-access
+  return [vector[layer] for layer in leaf_layer]
 
 
 def _with_factors(per_leaf_factors, base):
@@ -78,8 +81,7 @@ def grouped(grads):
     segments = np.asarray(leaf_layer)[np.asarray(order)]
     layer_sq = jax.ops.segment_sum(jnp.concatenate(sums), segments,
                                    num_segments=num_layers)
-    vector = _factor(layer_sq)
-    return [vector[layer] for layer in leaf_layer]
+    return _leaf_factors(layer_sq, leaf_layer)
   return _with_factors(factors, optax.sgd(LR, momentum=MOMENTUM))
 
 
@@ -92,8 +94,7 @@ def flat(grads):
                                for g, layer in zip(leaves, leaf_layer)])
     layer_sq = jax.ops.segment_sum(squares, segments, num_segments=num_layers,
                                    indices_are_sorted=False)
-    vector = _factor(layer_sq)
-    return [vector[layer] for layer in leaf_layer]
+    return _leaf_factors(layer_sq, leaf_layer)
   return _with_factors(factors, optax.sgd(LR, momentum=MOMENTUM))
 
 
@@ -106,7 +107,7 @@ def unbarriered(grads):
     layer_sq = [0.0] * num_layers
     for g, layer in zip(leaves, leaf_layer):
       layer_sq[layer] = layer_sq[layer] + jnp.sum(jnp.square(g))
-    factors = [_factor(sq) for sq in layer_sq]
+    factors = [transform._factor_from_sq_norm(sq) for sq in layer_sq]  # pylint: disable=protected-access
     out, state = base.update(updates, state, params)
     out = treedef.unflatten([u * factors[layer] for u, layer in
                              zip(treedef.flatten_up_to(out), leaf_layer)])
@@ -134,11 +135,7 @@ def bench(tree: str, family: str, repeats: int, min_seconds: float):
   rows, runs, reference = [], [], None
   for name, make in designs.items():
     opt = make(grads)
-
-    def step_fn(p, s, g, opt=opt):
-      updates, s = opt.update(g, s, p)
-      return optax.apply_updates(p, updates), s
-    step = jax.jit(step_fn, donate_argnums=(0, 1))
+    step = overhead.make_step(opt)
     p = jax.tree.map(lambda x: x.copy(), params)
     state = opt.init(p)
     t0 = time.perf_counter()
@@ -162,10 +159,7 @@ def bench(tree: str, family: str, repeats: int, min_seconds: float):
       jax.block_until_ready(carry[0])
     runs.append(run)
     rows.append({'tree': tree, 'family': family, 'design': name,
-                 'compile_s': compile_s,
-                 'kernels': program.count_kernels(compiled.as_text()),
-                 'temp_bytes': int(compiled.memory_analysis()
-                                   .temp_size_in_bytes)})
+                 'compile_s': compile_s, **program.describe(compiled)})
   medians = common.interleaved_medians(runs, repeats, min_seconds)
   for row, median in zip(rows, medians):
     row.update(median_s=median, baseline=next(iter(designs)),

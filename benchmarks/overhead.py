@@ -76,8 +76,9 @@ def bench_tree(tree: str, names, repeats: int, min_seconds: float):
           for name, med in zip(names, medians)]
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m benchmarks.overhead')
+def selection_parser(prog: str) -> argparse.ArgumentParser:
+  """--quick, --json, --trees and --optimizers (see `selected`)."""
+  parser = argparse.ArgumentParser(prog=prog)
   parser.add_argument('--quick', action='store_true',
                       help='3 small trees, 3 optimizers (< 1 minute)')
   parser.add_argument('--json', help='write the results here')
@@ -85,8 +86,11 @@ def main(argv=None) -> int:
                       ', '.join(trees.TREES))
   parser.add_argument('--optimizers', help='comma-separated subset of: ' +
                       ', '.join(OPTIMIZERS))
-  parser.add_argument('--repeats', type=int, default=None)
-  args = parser.parse_args(argv)
+  return parser
+
+
+def selected(parser: argparse.ArgumentParser, args):
+  """(tree names, optimizer names) asked for, the baseline always first."""
   tree_names = (args.trees.split(',') if args.trees else
                 QUICK_TREES if args.quick else tuple(trees.TREES))
   names = (args.optimizers.split(',') if args.optimizers else
@@ -97,6 +101,14 @@ def main(argv=None) -> int:
     parser.error(f'unknown optimizer {bad!r}')
   if BASELINE not in names:
     names = (BASELINE, *names)
+  return tree_names, names
+
+
+def main(argv=None) -> int:
+  parser = selection_parser('python -m benchmarks.overhead')
+  parser.add_argument('--repeats', type=int, default=None)
+  args = parser.parse_args(argv)
+  tree_names, names = selected(parser, args)
   repeats = args.repeats or (10 if args.quick else 30)
   cases = []
   for tree in tree_names:

@@ -22,7 +22,6 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -56,34 +55,22 @@ def measure(tree: str, name: str, params, grads) -> dict:
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
-  memory = compiled.memory_analysis()
   return {'tree': tree, 'optimizer': name, 'lower_s': t1 - t0,
           'compile_s': t2 - t1, 'ops': count_ops(lowered.as_text()),
-          'kernels': count_kernels(compiled.as_text()),
+          **describe(compiled)}
+
+
+def describe(compiled) -> dict[str, int]:
+  """Kernels and temporary bytes of a compiled step."""
+  memory = compiled.memory_analysis()
+  return {'kernels': count_kernels(compiled.as_text()),
           'temp_bytes': int(getattr(memory, 'temp_size_in_bytes', -1))}
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m benchmarks.program')
-  parser.add_argument('--quick', action='store_true',
-                      help='3 small trees, 3 optimizers')
-  parser.add_argument('--json', help='write the results here')
-  parser.add_argument('--trees', help='comma-separated subset of: ' +
-                      ', '.join(trees.TREES))
-  parser.add_argument('--optimizers', help='comma-separated subset of: ' +
-                      ', '.join(overhead.OPTIMIZERS))
+  parser = overhead.selection_parser('python -m benchmarks.program')
   args = parser.parse_args(argv)
-  tree_names = (args.trees.split(',') if args.trees else
-                overhead.QUICK_TREES if args.quick else tuple(trees.TREES))
-  names = (args.optimizers.split(',') if args.optimizers else
-           overhead.QUICK_OPTIMIZERS if args.quick
-           else tuple(overhead.OPTIMIZERS))
-  for bad in [t for t in tree_names if t not in trees.TREES]:
-    parser.error(f'unknown tree {bad!r}')
-  for bad in [n for n in names if n not in overhead.OPTIMIZERS]:
-    parser.error(f'unknown optimizer {bad!r}')
-  if overhead.BASELINE not in names:
-    names = (overhead.BASELINE, *names)
+  tree_names, names = overhead.selected(parser, args)
   cases = []
   for tree in tree_names:
     params, grads = trees.make(tree)
