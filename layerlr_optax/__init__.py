@@ -7,19 +7,25 @@ any optax optimizer.
 from layerlr_optax._src.alias import adagrad
 from layerlr_optax._src.alias import sgd
 from layerlr_optax._src.transform import layer_factor
+from layerlr_optax._src.transform import LayerFactorsState
+from layerlr_optax._src.transform import LayerwiseState
 from layerlr_optax._src.transform import layer_partition
 from layerlr_optax._src.transform import layer_stats
 from layerlr_optax._src.transform import layerwise
+from layerlr_optax._src.transform import recorded_factors
 from layerlr_optax._src.transform import scale_by_layer_gradient
 
 __version__ = '0.1.0'
 
 __all__ = (
     'adagrad',
+    'LayerFactorsState',
+    'LayerwiseState',
     'layer_factor',
     'layer_partition',
     'layer_stats',
     'layerwise',
+    'recorded_factors',
     'scale_by_layer_gradient',
     'sgd',
 )

@@ -400,6 +400,86 @@ class OptaxCompositionTest(chex.TestCase):
                        jax.tree.structure(theirs.init(self.params)))
 
 
+class RecordedFactorsTest(chex.TestCase):
+  """record_factors=True keeps exactly the factors applied, per layer."""
+
+  def setUp(self):
+    super().setUp()
+    self.params = nest({k: np.ones(s, np.float32) for k, s in SHAPES.items()})
+
+  def _expected(self, grads):
+    return {layer[0].split('/')[0]: reference.factor(np.sqrt(sum(
+        np.sum(grads[k].astype(np.float64)**2) for k in layer)))
+            for layer in MODULE_LAYERS}
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_every_transform_records_the_factors_it_applied(self):
+    makers = {
+        'scale_by_layer_gradient': lambda r: optax.chain(
+            layerlr_optax.scale_by_layer_gradient(record_factors=r),
+            optax.sgd(0.1)),
+        'layerwise': lambda r: layerlr_optax.layerwise(optax.adam(1e-2),
+                                                       record_factors=r),
+        'sgd': lambda r: layerlr_optax.sgd(0.1, 0.9, record_factors=r),
+        'adagrad': lambda r: layerlr_optax.adagrad(0.1, record_factors=r),
+    }
+    for name, make in makers.items():
+      recording, plain = make(True), make(False)
+      s1, s2 = recording.init(self.params), plain.init(self.params)
+      initial = layerlr_optax.recorded_factors(s1)
+      self.assertEqual(list(initial), ['conv1', 'dense', 'head'], name)
+      chex.assert_trees_all_equal(initial, {k: jnp.float32(1.0)
+                                            for k in initial})
+      for seed in range(3):
+        grads = random_grads(seed)
+        u1, s1 = self.variant(recording.update)(nest(grads), s1, self.params)
+        u2, s2 = self.variant(plain.update)(nest(grads), s2, self.params)
+        # Recording changes nothing about the step.
+        chex.assert_trees_all_close(u1, u2, rtol=1e-6)
+        recorded = layerlr_optax.recorded_factors(s1)
+        for layer, value in self._expected(grads).items():
+          np.testing.assert_allclose(recorded[layer], value, rtol=1e-5,
+                                     err_msg=f'{name} {layer}')
+
+  def test_off_keeps_the_state_and_on_wraps_it(self):
+    base = optax.adam(1e-3)
+    self.assertEqual(
+        jax.tree.structure(layerlr_optax.layerwise(base).init(self.params)),
+        jax.tree.structure(base.init(self.params)))
+    state = layerlr_optax.layerwise(base, record_factors=True).init(
+        self.params)
+    self.assertIsInstance(state, layerlr_optax.LayerwiseState)
+    self.assertEqual(jax.tree.structure(state.base_state),
+                     jax.tree.structure(base.init(self.params)))
+    self.assertIsInstance(
+        layerlr_optax.scale_by_layer_gradient().init(self.params),
+        optax.EmptyState)
+
+  def test_found_inside_wrappers(self):
+    grads = random_grads(3)
+    for opt in (
+        optax.inject_hyperparams(layerlr_optax.sgd)(learning_rate=0.1,
+                                                    record_factors=True),
+        optax.MultiSteps(layerlr_optax.adagrad(0.1, record_factors=True),
+                         every_k_schedule=1)):
+      state = opt.init(self.params)
+      _, state = opt.update(nest(grads), state, self.params)
+      recorded = layerlr_optax.recorded_factors(state)
+      for layer, value in self._expected(grads).items():
+        np.testing.assert_allclose(recorded[layer], value, rtol=1e-5)
+
+  def test_missing_or_ambiguous_record_is_an_error(self):
+    with self.assertRaisesRegex(ValueError, 'holds 0 sets'):
+      layerlr_optax.recorded_factors(optax.adam(1e-3).init(self.params))
+    twice = optax.chain(
+        layerlr_optax.scale_by_layer_gradient(record_factors=True),
+        layerlr_optax.scale_by_layer_gradient(record_factors=True))
+    with self.assertRaisesRegex(ValueError, 'holds 2 sets'):
+      layerlr_optax.recorded_factors(twice.init(self.params))
+    with self.assertRaisesRegex(TypeError, 'record_factors must be True'):
+      layerlr_optax.layerwise(optax.sgd(0.1), record_factors='yes')
+
+
 class BadInputTest(chex.TestCase):
 
   def test_unknown_layers_mode(self):

@@ -39,6 +39,7 @@ def sgd(
     *,
     layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
+    record_factors: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
@@ -65,6 +66,8 @@ def sgd(
     accumulator_dtype: dtype of the momentum trace (see `optax.sgd`).
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
+    record_factors: keep the applied factors in the state; see
+      `recorded_factors`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -88,7 +91,7 @@ def sgd(
   _check_non_negative('momentum', momentum, allow_none=True)
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
-      layers, axis_name=axis_name)
+      layers, axis_name=axis_name, record_factors=record_factors)
 
 
 def adagrad(
@@ -98,6 +101,7 @@ def adagrad(
     *,
     layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
+    record_factors: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
@@ -116,6 +120,8 @@ def adagrad(
     eps: added inside the square root, >= 0.
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
+    record_factors: keep the applied factors in the state; see
+      `recorded_factors`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -135,4 +141,4 @@ def adagrad(
   _check_non_negative('eps', eps)
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
-      layers, axis_name=axis_name)
+      layers, axis_name=axis_name, record_factors=record_factors)

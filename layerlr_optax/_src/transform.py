@@ -13,7 +13,7 @@ is decided by how it is composed, see `scale_by_layer_gradient` and
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -117,6 +117,30 @@ def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
   return per_layer
 
 
+class LayerFactorsState(NamedTuple):
+  """The factors a transform applied at its latest update, by layer name.
+
+  Present in the state only when the transform was made with
+  ``record_factors=True``; read it with `recorded_factors`. Before the first
+  update every factor is 1.
+  """
+  factors: dict[str, jax.Array]
+
+
+class LayerwiseState(NamedTuple):
+  """State of `layerwise` with ``record_factors=True``: `base`'s own state
+  and the factors of the latest step."""
+  base_state: optax.OptState
+  layer_factors: LayerFactorsState
+
+
+def _initial_factors(params: PyTree, layers) -> LayerFactorsState:
+  leaves, _ = _check_leaves(params)
+  dtype = _accumulation_dtype(leaves)
+  names = layers_lib.partition(params, layers).layer_names
+  return LayerFactorsState({name: jnp.ones([], dtype) for name in names})
+
+
 class _Factors:
   """Per-layer factors of one step (plain Python; lives only while tracing)."""
 
@@ -127,6 +151,10 @@ class _Factors:
     self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
                                     axis_name)
     self.factors = [_factor_from_sq_norm(sq) for sq in self.sq_norms]
+
+  def recorded(self) -> LayerFactorsState:
+    return LayerFactorsState(dict(zip(self.partition.layer_names,
+                                      self.factors)))
 
   def apply(self, updates: PyTree) -> PyTree:
     try:
@@ -148,6 +176,7 @@ def scale_by_layer_gradient(
     layers: layers_lib.LayersSpec = 'module',
     *,
     axis_name: Optional[str] = None,
+    record_factors: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
@@ -179,9 +208,14 @@ def scale_by_layer_gradient(
       of every leaf, the mapped axis to ``psum`` the squared norms over, so the
       factor uses the global norm. Leave ``None`` under plain ``jit`` (also
       with sharded arrays: XLA computes global norms there).
+    record_factors: keep the factors of the latest update in the state (a
+      `LayerFactorsState`, one scalar per layer), for logging what the
+      optimizer applied; read them with `recorded_factors`. Off by default,
+      so the state stays empty.
 
   Returns:
-    A `optax.GradientTransformationExtraArgs` with empty state.
+    A `optax.GradientTransformationExtraArgs` with empty state (or a
+    `LayerFactorsState` with ``record_factors=True``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -198,38 +232,61 @@ def scale_by_layer_gradient(
     -0.004733
   """
   layers_lib.validate_layers(layers)
+  _check_flag('record_factors', record_factors)
 
   def init_fn(params):
-    del params
+    if record_factors:
+      return _initial_factors(params, layers)
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    return _Factors(updates, layers, axis_name).apply(updates), state
+    factors = _Factors(updates, layers, axis_name)
+    if record_factors:
+      state = factors.recorded()
+    return factors.apply(updates), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def _check_flag(name: str, value: Any) -> None:
+  if not isinstance(value, bool):
+    raise TypeError(f'layerlr_optax: {name} must be True or False, got '
+                    f'{value!r}.')
+
+
 def _compose(base: optax.GradientTransformation, layers, axis_name,
-             scale_output: bool) -> optax.GradientTransformationExtraArgs:
+             scale_output: bool,
+             record_factors: bool) -> optax.GradientTransformationExtraArgs:
   """Runs `base` with the layer factors of the gradient it receives.
 
   The state is `base`'s own, unchanged, so checkpoints stay compatible with
-  the plain optimizer.
+  the plain optimizer; with `record_factors` it is a `LayerwiseState`.
   """
   layers_lib.validate_layers(layers)
+  _check_flag('record_factors', record_factors)
   base = optax.with_extra_args_support(base)
+
+  def init_fn(params):
+    if record_factors:
+      return LayerwiseState(base.init(params),
+                            _initial_factors(params, layers))
+    return base.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
     factors = _Factors(updates, layers, axis_name)
+    base_state = state.base_state if record_factors else state
     if not scale_output:
       updates = factors.apply(updates)
-    updates, state = base.update(updates, state, params, **extra_args)
+    updates, base_state = base.update(updates, base_state, params,
+                                      **extra_args)
     if scale_output:
       updates = factors.apply(updates)
-    return updates, state
+    if record_factors:
+      return updates, LayerwiseState(base_state, factors.recorded())
+    return updates, base_state
 
-  return optax.GradientTransformationExtraArgs(base.init, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def layerwise(
@@ -237,6 +294,7 @@ def layerwise(
     layers: layers_lib.LayersSpec = 'module',
     *,
     axis_name: Optional[str] = None,
+    record_factors: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
@@ -254,9 +312,13 @@ def layerwise(
     base: the optimizer (any `optax.GradientTransformation`).
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
+    record_factors: keep the factors of the latest step in the state, which
+      becomes a `LayerwiseState` (`base`'s state plus a `LayerFactorsState`);
+      see `recorded_factors`.
 
   Returns:
-    A `optax.GradientTransformationExtraArgs` whose state is `base`'s.
+    A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
+    `LayerwiseState` with ``record_factors=True``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -269,7 +331,8 @@ def layerwise(
     >>> print(f"{float(updates['w'][0]):.6f}")
     -0.002913
   """
-  return _compose(base, layers, axis_name, scale_output=True)
+  return _compose(base, layers, axis_name, scale_output=True,
+                  record_factors=record_factors)
 
 
 def prescaled(
@@ -277,13 +340,57 @@ def prescaled(
     layers: layers_lib.LayersSpec = 'module',
     *,
     axis_name: Optional[str] = None,
+    record_factors: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """`base` fed with the layer-scaled gradient; state is `base`'s own.
 
   Equal to ``optax.chain(scale_by_layer_gradient(layers), base)`` except that
-  the state pytree is exactly `base`'s (no `optax.EmptyState` in a tuple).
+  the state pytree is exactly `base`'s (no `optax.EmptyState` in a tuple), or
+  a `LayerwiseState` with `record_factors`.
   """
-  return _compose(base, layers, axis_name, scale_output=False)
+  return _compose(base, layers, axis_name, scale_output=False,
+                  record_factors=record_factors)
+
+
+def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
+  """The layer factors an optimizer applied at its latest update.
+
+  Finds the `LayerFactorsState` of a transform made with
+  ``record_factors=True`` anywhere in `opt_state` (inside `optax.chain`,
+  `optax.inject_hyperparams`, `optax.MultiSteps`, `optax.masked`, ...), like
+  `optax.inject_hyperparams` exposes its hyperparameters. Works inside and
+  outside ``jit``.
+
+  Args:
+    opt_state: the state of an optimizer holding exactly one transform that
+      records its factors.
+
+  Returns:
+    ``{layer_name: factor}``, the names as `layer_partition` gives them.
+
+  Raises:
+    ValueError: if `opt_state` holds no recorded factors, or more than one set.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import layerlr_optax
+    >>> opt = layerlr_optax.layerwise(optax.adam(1e-3), record_factors=True)
+    >>> params = {'dense': {'w': jnp.ones(3)}}
+    >>> state = opt.init(params)
+    >>> _, state = opt.update({'dense': {'w': jnp.full(3, 0.1)}}, state)
+    >>> print(f"{float(layerlr_optax.recorded_factors(state)['dense']):.4f}")
+    2.9130
+  """
+  is_record = lambda x: isinstance(x, LayerFactorsState)
+  found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_record)
+           if is_record(x)]
+  if len(found) != 1:
+    raise ValueError(
+        f'layerlr_optax: the optimizer state holds {len(found)} sets of '
+        'recorded layer factors; expected exactly one. Create the layer-rate '
+        'transform with record_factors=True (once per optimizer).')
+  return dict(found[0].factors)
 
 
 def layer_stats(
