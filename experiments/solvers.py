@@ -25,7 +25,6 @@ momentum history, for AdaGrad the final step, as the paper prescribes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -33,26 +32,10 @@ import jax.numpy as jnp
 import optax
 
 import layerlr_optax
+from experiments.methods import GLOBAL_LAYER
+from experiments.methods import Method
 
-PAPER_METHODS = ('sgd', 'sgd+layer', 'nag', 'nag+layer', 'adagrad',
-                 'adagrad+layer')
-EXTRA_METHODS = ('adam', 'adam+layer', 'lars', 'lamb')
-METHODS = PAPER_METHODS + EXTRA_METHODS
 LR_POLICIES = ('fixed', 'inv', 'step', 'multistep')
-
-
-def parse_methods(methods: str) -> tuple[str, ...]:
-  names = tuple(m.strip() for m in methods.split(',') if m.strip())
-  if not names:
-    raise ValueError('config.methods is empty; give a comma-separated list of '
-                     f'methods from {", ".join(METHODS)}.')
-  unknown = [m for m in names if m not in METHODS]
-  if unknown:
-    raise ValueError(f'unknown method(s) {unknown}; known methods: '
-                     f'{", ".join(METHODS)}.')
-  if len(set(names)) != len(names):
-    raise ValueError(f'config.methods lists a method twice: {methods!r}.')
-  return names
 
 
 def caffe_lr(policy: str, base_lr: float, *, gamma: float = 0.0,
@@ -142,11 +125,54 @@ def caffe_adagrad_direction(delta: float = 1e-8) -> optax.GradientTransformation
 
 @dataclasses.dataclass(frozen=True)
 class Solver:
-  """A method's optimizer plus what logging needs to see its layer factors."""
-  method: str
+  """A method's optimizer, the rate it follows, and what a layer is for it.
+
+  The optimizer records the eq. 9 factors of the gradient its direction sees
+  (`layerlr_optax.recorded_factors(opt_state)`): the factors it applied for
+  a `+layer`/`+global` method, the ones it would apply otherwise.
+  """
+  method: Method
   optimizer: optax.GradientTransformation
-  regularize: Callable[[Any, Any], Any]  # (grads, params) -> gradient seen
   schedule: optax.Schedule  # Caffe's rate(k) before lr multipliers
+  base_lr: float
+  layers: Any  # the `layers` argument of the layer-rate transforms
+
+
+def observe_layer_factors(layers) -> optax.GradientTransformation:
+  """Records the eq. 9 factors of the updates without changing them."""
+
+  def init_fn(params):
+    return layerlr_optax.LayerFactorsState(
+        {name: jnp.ones([], jnp.float32)
+         for name in layerlr_optax.layer_partition(params, layers)})
+
+  def update_fn(updates, state, params=None):
+    del params, state
+    stats = layerlr_optax.layer_stats(updates, layers)
+    return updates, layerlr_optax.LayerFactorsState(
+        {name: s['factor'] for name, s in stats.items()})
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def with_linear_warmup(schedule: optax.Schedule,
+                       warmup_steps: int) -> optax.Schedule:
+  """`schedule` times min(1, (k + 1) / warmup_steps)."""
+  def warmed(k):
+    ramp = jnp.minimum(1.0, (jnp.asarray(k, jnp.float32) + 1.0) / warmup_steps)
+    return schedule(k) * ramp
+  return warmed
+
+
+def _global_layers(tree):
+  return jax.tree.map(lambda _: GLOBAL_LAYER, tree)
+
+
+def method_base_lr(method: Method, config) -> float:
+  """config.method_base_lr[method], else [base], else config.base_lr."""
+  overrides = dict(config.method_base_lr)
+  return float(overrides.get(method.name, overrides.get(method.base,
+                                                        config.base_lr)))
 
 
 def _multiplier_tree(params, defaults: dict[str, float],
@@ -172,23 +198,36 @@ def check_multiplier_keys(params, overrides: dict[str, float], what: str):
                      f'parameters of the model; parameters: {sorted(names)}.')
 
 
-def make_solver(method: str, config, params) -> Solver:
-  """Builds `method` with the solver settings of `config` for `params`."""
-  if method not in METHODS:
-    raise ValueError(f'unknown method {method!r}; known: {", ".join(METHODS)}.')
-  base, layered = method.split('+')[0], method.endswith('+layer')
-  lr_overrides = dict(config.get('method_base_lr', {}))
-  base_lr = float(lr_overrides.get(method, lr_overrides.get(base,
-                                                             config.base_lr)))
+def make_solver(method: Method, config, params,
+                base_lr: float | None = None) -> Solver:
+  """Builds `method` with the solver settings of `config` for `params`.
+
+  Args:
+    method: the method.
+    config: the experiment config (solver keys, `layers`, `warmup_fraction`).
+    params: the parameters (or their shapes): multipliers are per leaf.
+    base_lr: the base learning rate; None: `method_base_lr(method, config)`.
+
+  Returns:
+    The `Solver`.
+  """
+  if not isinstance(method, Method):
+    raise TypeError(f'make_solver takes a Method, got {method!r}; use '
+                    'Method.parse(name).')
+  base = method.base
+  base_lr = method_base_lr(method, config) if base_lr is None else base_lr
   schedule = caffe_lr(config.lr_policy, base_lr, gamma=config.lr_gamma,
                       power=config.lr_power, stepsize=config.lr_stepsize,
                       stepvalues=tuple(config.lr_stepvalues))
+  if method.variant == 'warmup':
+    schedule = with_linear_warmup(
+        schedule, max(1, round(config.warmup_fraction * config.num_steps)))
   check_multiplier_keys(params, dict(config.decay_mult), 'decay_mult')
   check_multiplier_keys(params, dict(config.lr_mult), 'lr_mult')
   lr_mult = _multiplier_tree(params, {'bias': config.bias_lr_mult},
                              dict(config.lr_mult))
   decay_mult = _multiplier_tree(params, {}, dict(config.decay_mult))
-  regularize = caffe_regularize(config.weight_decay, decay_mult)
+  layers = _global_layers if method.variant == 'global' else config.layers
 
   momentum = None
   if base in ('sgd', 'nag', 'lars'):
@@ -205,21 +244,20 @@ def make_solver(method: str, config, params) -> Solver:
     direction = optax.chain(
         optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-6),
         optax.scale_by_trust_ratio())
-  else:  # pragma: no cover - METHODS and this switch are kept in step.
+  else:  # pragma: no cover - methods.BASES and this switch are kept in step.
     raise AssertionError(method)
-  if layered:
-    direction = layerlr_optax.layerwise(direction, config.layers)
+  if method.applies_factor:
+    direction = layerlr_optax.layerwise(direction, layers,
+                                        record_factors=True)
+  else:
+    direction = optax.chain(observe_layer_factors(layers), direction)
 
   optimizer = optax.chain(
-      regularize,
+      caffe_regularize(config.weight_decay, decay_mult),
       direction,
       scale_by_caffe_rate(schedule, lr_mult),
       (optax.trace(decay=momentum, nesterov=(base == 'nag'))
        if momentum else optax.identity()),
       optax.scale(-1.0),
   )
-
-  def regularized(grads, params):
-    return regularize.update(grads, optax.EmptyState(), params)[0]
-
-  return Solver(method, optimizer, regularized, schedule)
+  return Solver(method, optimizer, schedule, base_lr, layers)

@@ -9,12 +9,14 @@ from typing import Any
 
 import ml_collections
 
+from experiments import records
+
 # Keys that may change between a run and its resumption: they select *which*
 # runs to do or where data comes from, not what one run computes.
 RESUMABLE_KEYS = frozenset({
     'methods', 'num_seeds', 'seed_offset', 'data_source', 'data_dir',
     'eval_batch_size', 'paper_table', 'checkpoint_every', 'param_sharding',
-    'distributed',
+    'distributed', 'on_divergence',
 })
 
 
@@ -22,20 +24,17 @@ class WorkdirError(RuntimeError):
   """The workdir holds something we must not overwrite or mix with."""
 
 
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def _json_ready(obj: Any) -> Any:
-  return json.loads(json.dumps(obj, default=str))
+def run_name(method: str, seed: int, base_lr: float | None = None) -> str:
+  """The file name stem of a run: ``sgd+layer_seed3``, or with a base
+  learning rate (sweeps) ``sgd+layer_lr0.01_seed3``."""
+  if base_lr is None:
+    return f'{method}_seed{seed}'
+  return f'{method}_lr{base_lr!r}_seed{seed}'
 
 
 class RunCheckpoints:
-  """Orbax checkpoints of one (method, seed) run: params, optimizer state and
-  the partial metrics record, so a resumed run continues bit for bit."""
+  """Orbax checkpoints of one run: the train state and the partial record
+  (a JSON dict), so a resumed run continues bit for bit."""
 
   def __init__(self, directory: str, max_to_keep: int = 2):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
@@ -48,27 +47,25 @@ class RunCheckpoints:
   def latest_step(self):
     return self.manager.latest_step()
 
-  def save(self, step: int, params, opt_state, record: dict) -> None:
+  def save(self, step: int, state, record: dict) -> None:
     ocp = self._ocp
     self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave({'params': params,
-                                     'opt_state': opt_state}),
+        state=ocp.args.StandardSave(state),
         record=ocp.args.JsonSave(record)))
     self.manager.wait_until_finished()
 
-  def restore(self, params, opt_state, step: int | None = None):
-    """(step, params, opt_state, record), arrays placed like the templates."""
+  def restore(self, like, step: int | None = None):
+    """(step, state, record); arrays placed like those of the state `like`."""
     import jax  # pylint: disable=g-import-not-at-top
     ocp = self._ocp
     step = self.manager.latest_step() if step is None else step
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        {'params': params, 'opt_state': opt_state})
+        like)
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract),
         record=ocp.args.JsonRestore()))
-    state = restored['state']
-    return step, state['params'], state['opt_state'], dict(restored['record'])
+    return step, restored['state'], dict(restored['record'])
 
   def close(self) -> None:
     self.manager.close()
@@ -94,7 +91,7 @@ class RunStore:
       self._move_aside()
     elif overwrite and os.listdir(self.runs_dir):
       self._move_aside()
-    self.config = _json_ready(config.to_dict())
+    self.config = records.json_ready(config.to_dict())
     config_path = os.path.join(workdir, 'config.json')
     if os.path.exists(config_path):
       with open(config_path) as f:
@@ -107,7 +104,7 @@ class RunStore:
             f'{workdir!r} holds runs of a different configuration (changed: '
             f'{", ".join(changed)}); resuming would mix them. Use a new '
             '--workdir, or pass --overwrite to move the old runs aside.')
-    _write_atomic(config_path, json.dumps(self.config, indent=1))
+    records.write_atomic(config_path, json.dumps(self.config, indent=1))
 
   def _move_aside(self) -> None:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
@@ -119,42 +116,39 @@ class RunStore:
                    os.path.join(backup, name))
     os.makedirs(self.runs_dir, exist_ok=True)
 
-  def _run_path(self, method: str, seed: int) -> str:
-    return os.path.join(self.runs_dir, f'{method}_seed{seed}.json')
+  def _run_path(self, name: str) -> str:
+    return os.path.join(self.runs_dir, f'{name}.json')
 
-  def has_run(self, method: str, seed: int) -> bool:
-    return os.path.exists(self._run_path(method, seed))
+  def has_run(self, name: str) -> bool:
+    return os.path.exists(self._run_path(name))
 
-  def save_run(self, record: dict[str, Any]) -> None:
-    _write_atomic(self._run_path(record['method'], record['seed']),
-                  json.dumps(record))
+  def save_run(self, name: str, record: records.RunRecord) -> None:
+    records.write_atomic(self._run_path(name), json.dumps(record.to_json()))
 
-  def load_run(self, method: str, seed: int) -> dict[str, Any]:
-    with open(self._run_path(method, seed)) as f:
-      return json.load(f)
+  def load_run(self, name: str) -> records.RunRecord:
+    with open(self._run_path(name)) as f:
+      return records.RunRecord.from_json(json.load(f))
 
   def write_json(self, name: str, obj: Any) -> None:
-    _write_atomic(os.path.join(self.workdir, name),
-                  json.dumps(_json_ready(obj), indent=1))
+    records.write_json(os.path.join(self.workdir, name), obj)
 
-  def _checkpoint_dir(self, method: str, seed: int) -> str:
-    return os.path.join(self.workdir, 'checkpoints', f'{method}_seed{seed}')
+  def _checkpoint_dir(self, name: str) -> str:
+    return os.path.join(self.workdir, 'checkpoints', name)
 
-  def checkpoints(self, method: str, seed: int) -> RunCheckpoints:
-    return RunCheckpoints(self._checkpoint_dir(method, seed))
+  def checkpoints(self, name: str) -> RunCheckpoints:
+    return RunCheckpoints(self._checkpoint_dir(name))
 
-  def checkpoint_step(self, method: str, seed: int) -> int | None:
+  def checkpoint_step(self, name: str) -> int | None:
     """The step a run would resume from (None: no checkpoint yet)."""
-    if not os.path.isdir(self._checkpoint_dir(method, seed)):
+    if not os.path.isdir(self._checkpoint_dir(name)):
       return None
-    checkpoints = self.checkpoints(method, seed)
+    checkpoints = self.checkpoints(name)
     try:
       return checkpoints.latest_step()
     finally:
       checkpoints.close()
 
-  def tensorboard(self, method: str, seed: int):
+  def tensorboard(self, name: str):
     """A TensorBoard event-file writer for one run (tensorboardX)."""
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    return SummaryWriter(os.path.join(self.workdir, 'tensorboard',
-                                      f'{method}_seed{seed}'))
+    return SummaryWriter(os.path.join(self.workdir, 'tensorboard', name))

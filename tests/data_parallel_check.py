@@ -1,4 +1,4 @@
-"""Run by test_scale.py with 8 simulated CPU devices: a few LeNet steps give
+"""Run by tests/test_train.py with 8 simulated CPU devices: a few LeNet steps give
 the same parameters on 1 device and data-parallel on 8 (replicated or FSDP),
 and two seeds vmapped on 8 devices equal each seed alone on 1 device."""
 
@@ -11,45 +11,47 @@ assert 'xla_force_host_platform_device_count=8' in os.environ.get(
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments import run as run_lib
+from experiments import configs
+from experiments import data as data_lib
+from experiments import parallel
 from experiments import train
+from experiments.methods import Method
 
 mnist_dir = sys.argv[1]
 assert len(jax.devices()) == 8
 
 
-def make_runner(devices, param_sharding, vmapped=False):
-  config = run_lib.get_config('mnist_lenet')
+def make_trainer(devices, param_sharding, vmapped=False):
+  config = configs.get_config('mnist_lenet')
   config.update(dict(data_source='local', data_dir=mnist_dir, batch_size=64,
                      param_sharding=param_sharding, methods='sgd+layer'))
-  sources = train.Sources(config)
-  runner = train.Runner(config, sources, 'sgd+layer', train.make_mesh(devices),
-                        vmapped=vmapped)
-  return runner, sources
+  pipeline = data_lib.make_pipeline(config)
+  trainer = train.Trainer(config, pipeline, Method('sgd', 'layer'),
+                          parallel.make_mesh(devices), vmapped=vmapped)
+  return trainer, pipeline
 
 
 def final_params(devices, param_sharding, seed=0):
-  runner, sources = make_runner(devices, param_sharding)
-  params, opt_state = runner.init(seed)
-  step = runner._compiled_step(params, opt_state)  # pylint: disable=protected-access
-  for i, batch in enumerate(sources.train.batches(seed, 0, 5)):
-    images, labels = runner.put_batch(*batch)
-    params, opt_state, _, _ = step(params, opt_state, images, labels,
-                                   np.uint32(seed), np.uint32(i))
-  return params
+  trainer, pipeline = make_trainer(devices, param_sharding)
+  state = trainer.init(seed)
+  step = trainer.train_step(state)
+  for i, batch in enumerate(pipeline.train.batches(seed, 0, 5)):
+    images, labels = trainer.put_batch(*batch)
+    state, _ = step(state, images, labels, np.uint32(seed), np.uint32(i))
+  return state.params
 
 
 def final_params_vmapped(devices, param_sharding, seeds):
-  runner, sources = make_runner(devices, param_sharding, vmapped=True)
-  params, opt_state = runner._stack([runner.init(s) for s in seeds])  # pylint: disable=protected-access
-  step = runner._compiled_step(params, opt_state)  # pylint: disable=protected-access
-  batches = zip(*[sources.train.batches(s, 0, 5) for s in seeds])
+  trainer, pipeline = make_trainer(devices, param_sharding, vmapped=True)
+  state = parallel.stack_seeds([trainer.init(s) for s in seeds], trainer.mesh)
+  step = trainer.train_step(state)
+  batches = zip(*[pipeline.train.batches(s, 0, 5) for s in seeds])
   for i, per_seed in enumerate(batches):
-    images, labels = runner.put_batch(np.stack([b[0] for b in per_seed]),
-                                      np.stack([b[1] for b in per_seed]))
-    params, opt_state, _, _ = step(params, opt_state, images, labels,
-                                   np.asarray(seeds, np.uint32), np.uint32(i))
-  return params
+    images, labels = trainer.put_batch(np.stack([b[0] for b in per_seed]),
+                                       np.stack([b[1] for b in per_seed]))
+    state, _ = step(state, images, labels, np.asarray(seeds, np.uint32),
+                    np.uint32(i))
+  return state.params
 
 
 def assert_close(single, sharded, what):

@@ -6,8 +6,7 @@ from absl.testing import parameterized
 
 import layerlr_optax
 from tests import reference
-from tests.test_transform import (MODULE_LAYERS, SHAPES, flatten, nest,
-                                  random_grads)
+from tests.toy_tree import MODULE_LAYERS, SHAPES, flatten, nest, random_grads
 
 NUM_STEPS = 30
 

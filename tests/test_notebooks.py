@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from notebooks import build
-from tests.test_experiments import MNIST_DIR, require_shared_data
+from tests.conftest import SHARED_DATA, require_shared_data
 
 
 def _code(nb):
@@ -30,6 +30,6 @@ def test_committed_notebook_is_generated_and_has_outputs(name):
 
 @pytest.mark.parametrize('name', build.NOTEBOOKS)
 def test_notebook_executes_headlessly(name):
-  require_shared_data(MNIST_DIR)
+  require_shared_data(os.path.join(SHARED_DATA, "mnist"))
   nb = nbformat.read(os.path.join(build.HERE, f'{name}.ipynb'), 4)
   build.execute(nb)  # raises CellExecutionError on any failing cell

@@ -1,0 +1,144 @@
+"""Experiment configs: one file per experiment, plus finding, overriding and
+validating them (the one place that knows what a valid config is)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+
+import ml_collections
+
+from experiments.methods import Method
+from experiments.methods import parse_methods
+
+LR_POLICIES = ('fixed', 'inv', 'step', 'multistep')
+DATA_SOURCES = ('tfds', 'local', 'synthetic')
+PARAM_SHARDINGS = ('replicated', 'fsdp')
+SEED_PARALLELISM = ('auto', 'vmap', 'sequential')
+ON_DIVERGENCE = ('raise', 'record')
+
+
+class ConfigError(ValueError):
+  """A config or command-line override that cannot be run, and why."""
+
+
+def available() -> list[str]:
+  """The experiment names: the config modules of this package."""
+  return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                if not m.name.startswith('_'))
+
+
+def get_config(experiment: str) -> ml_collections.ConfigDict:
+  if experiment not in available():
+    raise ConfigError(f'unknown experiment {experiment!r}; available: '
+                      f'{", ".join(available())}.')
+  module = importlib.import_module(f'experiments.configs.{experiment}')
+  return module.get_config()
+
+
+def _parse_value(current, text: str, key: str):
+  """Parses `text` as the type of the config's current value."""
+  if isinstance(current, bool):
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise ConfigError(f'--config.{key} expects true/false, got {text!r}.')
+  if isinstance(current, str):
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ConfigError(f'--config.{key}={text!r} is not a valid '
+                      f'{type(current).__name__}.') from None
+  if isinstance(current, float) and isinstance(value, int):
+    value = float(value)
+  if isinstance(current, tuple) and isinstance(value, (list, int, float)):
+    value = tuple(value) if isinstance(value, list) else (value,)
+  if isinstance(current, ml_collections.ConfigDict) and isinstance(value,
+                                                                   dict):
+    return ml_collections.ConfigDict(value)
+  if type(value) is not type(current):
+    raise ConfigError(f'--config.{key} expects a {type(current).__name__}, '
+                      f'got {text!r}.')
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: list[str]) -> ml_collections.ConfigDict:
+  """Applies ``--config.KEY=VALUE`` arguments, typed like the current value."""
+  for item in overrides:
+    if not item.startswith('--config.') or '=' not in item:
+      raise ConfigError(f'unrecognised argument {item!r}; overrides look like '
+                        '--config.KEY=VALUE.')
+    key, text = item[len('--config.'):].split('=', 1)
+    *path, leaf = key.split('.')
+    parent = config
+    for part in path:
+      if (not isinstance(parent, ml_collections.ConfigDict)
+          or part not in parent):
+        raise ConfigError(f'--config.{key}: no such key {part!r}.')
+      parent = parent[part]
+    if leaf not in parent:
+      raise ConfigError(f'--config.{key}: no such key; keys: '
+                        f'{", ".join(sorted(parent.keys()))}.')
+    parent[leaf] = _parse_value(parent[leaf], text, key)
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
+  """Checks what a user can get wrong in a config; returns its methods."""
+  # Imported here so that reading configs needs neither flax nor TFDS.
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments import solvers  # pylint: disable=g-import-not-at-top
+  try:
+    methods = parse_methods(config.methods)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  positive = ('num_seeds', 'num_steps', 'eval_every', 'log_every',
+              'batch_size', 'eval_batch_size')
+  for key in positive:
+    if int(config[key]) <= 0:
+      raise ConfigError(f'config.{key} must be a positive integer, got '
+                        f'{config[key]}.')
+  if config.num_steps % config.eval_every:
+    raise ConfigError(f'config.num_steps={config.num_steps} must be a '
+                      f'multiple of config.eval_every={config.eval_every}.')
+  if config.eval_every % config.log_every:
+    raise ConfigError(f'config.eval_every={config.eval_every} must be a '
+                      f'multiple of config.log_every={config.log_every}.')
+  every = config.get('checkpoint_every', 0)
+  if every < 0 or (every and every % config.log_every):
+    raise ConfigError(f'config.checkpoint_every={every} must be 0 (off) or a '
+                      f'multiple of config.log_every={config.log_every}.')
+  choices = {'model': tuple(models.MODELS), 'data_source': DATA_SOURCES,
+             'seed_parallelism': SEED_PARALLELISM,
+             'param_sharding': PARAM_SHARDINGS, 'lr_policy': LR_POLICIES,
+             'on_divergence': ON_DIVERGENCE}
+  for key, allowed in choices.items():
+    if config[key] not in allowed:
+      raise ConfigError(f'config.{key}={config[key]!r}; expected one of '
+                        f'{", ".join(allowed)}.')
+  if int(config.max_vmapped_seeds) < 0:
+    raise ConfigError('config.max_vmapped_seeds must be >= 0 (0: all seeds '
+                      f'of a method in one program), got '
+                      f'{config.max_vmapped_seeds}.')
+  for key in ('base_lr', 'weight_decay', 'momentum'):
+    if config[key] < 0:
+      raise ConfigError(f'config.{key} must be >= 0, got {config[key]}.')
+  for name, lr in config.method_base_lr.items():
+    if lr < 0:
+      raise ConfigError(f'config.method_base_lr.{name} must be >= 0, got '
+                        f'{lr}.')
+  if not 0.0 < config.warmup_fraction <= 1.0:
+    raise ConfigError('config.warmup_fraction must be in (0, 1] (the share '
+                      'of training the +warmup variant warms up over), got '
+                      f'{config.warmup_fraction}.')
+  try:
+    solvers.caffe_lr(config.lr_policy, config.base_lr, gamma=config.lr_gamma,
+                     power=config.lr_power, stepsize=config.lr_stepsize,
+                     stepvalues=tuple(config.lr_stepvalues))
+  except ValueError as e:
+    raise ConfigError(f'config.lr_*: {e}') from None
+  return methods

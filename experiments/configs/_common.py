@@ -10,6 +10,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ''
   config.preprocess = 'scale'
 
+  # BASE or BASE+VARIANT, comma-separated (experiments/methods.py).
   config.methods = 'sgd,sgd+layer'
   config.num_seeds = 1
   config.seed_offset = 0
@@ -41,6 +42,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.adagrad_delta = 1e-8  # Caffe's default `delta`.
   config.lars_trust_coefficient = 0.001
   config.layers = 'module'
+  # The +warmup variant: linear warm-up of the rate over this share of
+  # training (then Caffe's policy as usual).
+  config.warmup_fraction = 0.2
+  # A non-finite training loss: 'raise' stops the experiment; 'record' ends
+  # that run and records it as diverged (learning-rate sweeps).
+  config.on_divergence = 'raise'
 
   # Scale: data-parallel over all visible devices.
   config.param_sharding = 'replicated'  # | 'fsdp'

@@ -1,0 +1,113 @@
+"""The workdir (experiments/workdir.py): nothing lost, runs resumed."""
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import run as run_lib
+from experiments import train
+from experiments import workdir as workdir_lib
+
+
+def test_finished_workdir_is_never_overwritten(mnist_dir, tmp_path):
+  workdir = str(tmp_path / 'w')
+  args = ['mnist_lenet', '--workdir', workdir, '--config.data_source=local',
+          f'--config.data_dir={mnist_dir}', '--config.num_seeds=1',
+          '--config.num_steps=2', '--config.eval_every=2',
+          '--config.log_every=2', '--config.methods=sgd']
+  run_lib.main(args)
+  with pytest.raises(workdir_lib.WorkdirError, match='--overwrite'):
+    run_lib.main(args)
+  # With --overwrite the old outputs are moved aside, not deleted.
+  run_lib.main(args + ['--overwrite'])
+  backups = [d for d in os.listdir(workdir) if d.startswith('previous-')]
+  assert len(backups) == 1
+  assert os.path.exists(os.path.join(workdir, backups[0], 'results.json'))
+
+
+def test_resume_after_interruption_reuses_finished_runs(mnist_config, tmp_path,
+                                                        monkeypatch):
+  workdir = str(tmp_path / 'w')
+  config = mnist_config(num_seeds=2, methods='sgd')
+  calls = []
+  original = train.Trainer.train
+
+  def flaky_train(self, specs, store, progress):
+    calls.extend(s.seed for s in specs)
+    if [s.seed for s in specs] == [1] and len(calls) == 2:
+      raise KeyboardInterrupt  # interrupted during the second seed
+    return original(self, specs, store, progress)
+
+  monkeypatch.setattr(train.Trainer, 'train', flaky_train)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, workdir)
+  assert os.listdir(os.path.join(workdir, 'runs')) == ['sgd_seed0.json']
+  # Resuming with a different protocol is refused, not mixed.
+  with pytest.raises(workdir_lib.WorkdirError, match='changed: num_steps'):
+    train.train_and_evaluate(mnist_config(num_seeds=2, methods='sgd',
+                                          num_steps=6), workdir)
+  train.train_and_evaluate(config, workdir)
+  assert calls == [0, 1, 1]  # seed 0 was not rerun
+
+
+def test_checkpoint_resume_is_bit_exact(mnist_config, tmp_path, monkeypatch):
+  config = mnist_config(num_steps=6, eval_every=2, log_every=2,
+                        checkpoint_every=2, methods='nag+layer',
+                        eval_batch_size=5000, max_eval_examples=2000)
+  straight = str(tmp_path / 'straight')
+  train.train_and_evaluate(config, straight)
+
+  interrupted = str(tmp_path / 'interrupted')
+  original_save = workdir_lib.RunCheckpoints.save
+
+  def save_then_stop(self, step, *args):
+    original_save(self, step, *args)
+    if step == 4:
+      raise KeyboardInterrupt('stopped after the step-4 checkpoint')
+
+  monkeypatch.setattr(workdir_lib.RunCheckpoints, 'save', save_then_stop)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, interrupted)
+  monkeypatch.setattr(workdir_lib.RunCheckpoints, 'save', original_save)
+  assert not os.path.exists(os.path.join(interrupted, 'runs',
+                                         'nag+layer_seed0.json'))
+  train.train_and_evaluate(config, interrupted)
+
+  def final(workdir):
+    checkpoints = workdir_lib.RunCheckpoints(
+        os.path.join(workdir, 'checkpoints', 'nag+layer_seed0'))
+    from experiments import data as data_lib
+    from experiments import parallel
+    from experiments.methods import Method
+    trainer = train.Trainer(config, data_lib.make_pipeline(config),
+                            Method('nag', 'layer'), parallel.make_mesh())
+    like = trainer.init(0)
+    step, state, _ = checkpoints.restore(
+        {'params': like.params, 'opt_state': like.opt_state})
+    checkpoints.close()
+    return step, state
+
+  step_a, state_a = final(straight)
+  step_b, state_b = final(interrupted)
+  assert step_a == step_b == 6
+  for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  run_a = json.load(open(os.path.join(straight, 'runs',
+                                      'nag+layer_seed0.json')))
+  run_b = json.load(open(os.path.join(interrupted, 'runs',
+                                      'nag+layer_seed0.json')))
+  for key in ('test_error', 'test_loss', 'train_loss', 'layer_factors'):
+    assert run_a[key] == run_b[key], key
+  # TensorBoard event files were written for the run.
+  assert glob.glob(os.path.join(straight, 'tensorboard', 'nag+layer_seed0',
+                                'events.out.tfevents.*'))
+
+
+def test_run_names():
+  assert workdir_lib.run_name('sgd+layer', 3) == 'sgd+layer_seed3'
+  assert workdir_lib.run_name('sgd', 0, 0.01) == 'sgd_lr0.01_seed0'
+  assert workdir_lib.run_name('sgd', 0, 1.0) == 'sgd_lr1.0_seed0'
