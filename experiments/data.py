@@ -46,6 +46,19 @@ MNIST_FILES = {
     'test_labels': 't10k-labels-idx1-ubyte.gz',
 }
 CIFAR10_ZIP = 'cifar10-jpeg.zip'
+# SHA-256 of the *decompressed* IDX files of the original MNIST release (the
+# .gz wrappers vary with the compressor; the bytes inside do not). A local
+# directory whose files hash to these holds the paper's data.
+MNIST_SHA256 = {
+    'train_images':
+        'ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db',
+    'train_labels':
+        '65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5',
+    'test_images':
+        '0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7',
+    'test_labels':
+        'ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2',
+}
 
 
 class DataError(RuntimeError):
@@ -105,6 +118,32 @@ def load(name: str, source: str, data_dir: str | None) -> ImageDataset:
         ' (in this repository: ../shared/data/mnist or '
         '../shared/data/cifar10-jpeg).')
   return loaders[name](data_dir)
+
+
+def identity(config) -> dict:
+  """What data an experiment ran on, and whether it is the paper's.
+
+  ``paper_data`` is True for TFDS's ``mnist``/``cifar10``/``imagenet2012``
+  (the standard releases) and for a local MNIST directory whose decompressed
+  files have the original release's SHA-256 (`MNIST_SHA256`); False for any
+  other local data (another MNIST-format dataset, the JPEG copy of CIFAR-10)
+  and synthetic data. Reports compare with the paper's numbers only when it
+  is True.
+  """
+  info = {'dataset': config.dataset, 'source': config.data_source,
+          'sha256': None, 'paper_data': False}
+  if config.data_source == 'tfds':
+    info['paper_data'] = True
+  elif config.data_source == 'local' and config.dataset == 'mnist':
+    digests = {}
+    for key, fname in MNIST_FILES.items():
+      path = os.path.join(config.data_dir, fname)
+      _require(path, 'an MNIST IDX .gz file')
+      with gzip.open(path, 'rb') as f:
+        digests[key] = hashlib.sha256(f.read()).hexdigest()
+    info['sha256'] = digests
+    info['paper_data'] = digests == MNIST_SHA256
+  return info
 
 
 def _load_tfds(name: str, data_dir: str | None) -> ImageDataset:

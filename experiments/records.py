@@ -34,6 +34,7 @@ class RunRecord:
     wall_seconds: training time of this run.
     diverged_at: the first step whose loss was not finite (None: never).
       Evaluations after it are None.
+    commit: the git commit of the code that trained the run.
   """
   method: str
   seed: int
@@ -48,6 +49,7 @@ class RunRecord:
       default_factory=dict)
   wall_seconds: float = 0.0
   diverged_at: int | None = None
+  commit: str | None = None
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -76,6 +78,7 @@ class Results:
   versions: dict[str, str]
   seeds_vmapped: bool = False
   commit: str | None = None
+  data: dict[str, Any] | None = None  # `experiments.data.identity`
 
   def to_json(self) -> dict[str, Any]:
     data = dataclasses.asdict(self)

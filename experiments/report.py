@@ -59,12 +59,18 @@ def table_markdown(results: records.Results) -> str:
   methods = list(grouped)
   steps = results.eval_steps
   paper = results.config.get('paper_table') or {}
+  note = 'Cells: ours, then (paper) where the paper reports that cell.'
+  if paper and results.data is not None and not results.data['paper_data']:
+    paper = {}
+    note = ("The paper's numbers are not shown: this run's data is not the "
+            f"paper's ({results.data['source']} {results.data['dataset']} "
+            'whose content does not match the original release).')
   lines = [
       f'# {results.experiment}: test error (%), mean ± std over seeds',
       '',
       'Seeds per method: ' + ', '.join(f'{m} {len(r)}'
                                        for m, r in grouped.items())
-      + '. Cells: ours, then (paper) where the paper reports that cell.',
+      + '. ' + note,
       '',
       '| iteration | ' + ' | '.join(methods) + ' |',
       '|---|' + '---|' * len(methods),

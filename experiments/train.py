@@ -406,6 +406,7 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
     return vmapped
   pipeline = pipeline or data_lib.make_pipeline(config)
   mesh = mesh or parallel.make_mesh()
+  commit = code_commit()
   by_point: dict[tuple[Method, float | None], list[RunSpec]] = {}
   for spec in todo:
     by_point.setdefault((spec.method, spec.base_lr), []).append(spec)
@@ -420,8 +421,14 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
         progress.set_description(', '.join(s.name for s in group))
         trained = trainer.train(group, store, progress)
         for spec, record in zip(group, trained):
+          record.commit = commit
           store.save_run(spec.name, record)
   return vmapped
+
+
+def code_commit() -> str | None:
+  """The commit of this code (with '+dirty' for uncommitted changes)."""
+  return records.git_commit(os.path.dirname(os.path.abspath(__file__)))
 
 
 def device_description() -> str:
@@ -469,7 +476,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       device=device_description(),
       seeds_vmapped=vmapped,
       versions=versions(),
-      commit=records.git_commit(os.path.dirname(os.path.abspath(__file__))),
+      commit=code_commit(),
+      data=data_lib.identity(config),
   )
   if jax.process_index() == 0:
     store.write_json('results.json', results.to_json())

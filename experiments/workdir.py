@@ -16,7 +16,7 @@ from experiments import records
 RESUMABLE_KEYS = frozenset({
     'methods', 'num_seeds', 'seed_offset', 'data_source', 'data_dir',
     'eval_batch_size', 'paper_table', 'checkpoint_every', 'param_sharding',
-    'distributed', 'on_divergence',
+    'distributed', 'on_divergence', 'sweep',
 })
 
 
@@ -75,17 +75,31 @@ class RunStore:
   """``workdir/config.json`` + ``workdir/runs/<method>_seed<k>.json``."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               overwrite: bool = False):
+               overwrite: bool = False,
+               resumable_keys: frozenset[str] = frozenset(),
+               finished_marker: str | None = 'results.json'):
+    """Claims `workdir` for `config`.
+
+    Args:
+      workdir: the folder.
+      config: the experiment config; runs of another config are refused.
+      overwrite: move a finished or partial experiment aside and start afresh.
+      resumable_keys: config keys beyond `RESUMABLE_KEYS` that may change
+        between sessions (e.g. a sweep's grid, whose runs name their rate).
+      finished_marker: the file whose presence means "finished" (None: a
+        workdir that is never finished, e.g. a sweep that can always grow).
+    """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise WorkdirError(f'--workdir {workdir!r} exists and is not a folder.')
     self.workdir = workdir
     self.runs_dir = os.path.join(workdir, 'runs')
     os.makedirs(self.runs_dir, exist_ok=True)
-    results = os.path.join(workdir, 'results.json')
-    if os.path.exists(results):
+    if finished_marker and os.path.exists(os.path.join(workdir,
+                                                       finished_marker)):
       if not overwrite:
         raise WorkdirError(
-            f'{workdir!r} already holds a finished experiment (results.json).'
+            f'{workdir!r} already holds a finished experiment '
+            f'({finished_marker}).'
             ' Use a new --workdir, or pass --overwrite to move the old outputs '
             f'to {workdir}/previous-<time>/ and start afresh.')
       self._move_aside()
@@ -98,7 +112,8 @@ class RunStore:
         previous = json.load(f)
       changed = sorted(
           k for k in set(previous) | set(self.config)
-          if k not in RESUMABLE_KEYS and previous.get(k) != self.config.get(k))
+          if k not in RESUMABLE_KEYS | resumable_keys
+          and previous.get(k) != self.config.get(k))
       if changed:
         raise WorkdirError(
             f'{workdir!r} holds runs of a different configuration (changed: '

@@ -58,5 +58,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.distributed = False  # jax.distributed.initialize() (multi-host)
   config.checkpoint_every = 0  # steps; 0 = no orbax checkpoints
 
+  # Learning-rate sweeps (python -m experiments.sweep, see its docstring).
+  config.sweep = ml_collections.ConfigDict(dict(
+      methods='',  # '' = config.methods
+      lr_log2_steps=(-3, -2, -1, 0, 1, 2, 3),  # grid: rate(method) * 2**k
+      grid_seeds=3,
+      best_seeds=10,
+      max_extensions=4,  # per side, while the best point is on an edge
+      tolerance=0.10,  # robustness: within 10% (relative) of the best error
+  ))
+
   config.paper_table = ml_collections.ConfigDict()
   return config

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A learning-rate sweep run from a fixed commit, so that code edited while it
+# runs (hours) cannot mix two versions in one table:
+#
+#   bash scripts/run_sweep.sh EXPERIMENT [--config.KEY=VALUE ...]
+#
+# Checks out the current HEAD (committed code only) as a git worktree in
+# .sweeps/<commit>/ and runs `python -m experiments.sweep EXPERIMENT` from
+# there, writing into this checkout's experiments/results/EXPERIMENT_sweep/
+# (WORKDIR to change it). Each run records the commit it came from. Stop it
+# at any time; the same command continues where it stopped (finished runs are
+# never recomputed), also from a later commit.
+set -euo pipefail
+experiment="${1:?usage: bash scripts/run_sweep.sh EXPERIMENT [--config.KEY=VALUE ...]}"
+shift
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+commit="$(git rev-parse HEAD)"
+tree="$ROOT/.sweeps/$commit"
+if [ ! -d "$tree" ]; then
+  git worktree add --detach "$tree" "$commit" >&2
+fi
+workdir="${WORKDIR:-$ROOT/experiments/results/${experiment}_sweep}"
+echo "sweep $experiment from commit $commit into $workdir" >&2
+cd "$tree"
+# The worktree's packages, not the editable install of this checkout.
+PYTHONPATH="$tree" exec python -m experiments.sweep "$experiment" \
+  --workdir "$workdir" "$@"

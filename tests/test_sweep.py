@@ -1,0 +1,150 @@
+"""Learning-rate sweeps (experiments/sweep.py), end to end and in parts."""
+
+import json
+import math
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import configs
+from experiments import records
+from experiments import sweep as sweep_lib
+from experiments import train
+from experiments.methods import Method
+
+SWEEP_ARGS = ['--config.data_source=local', '--config.num_steps=4',
+              '--config.eval_every=2', '--config.log_every=2',
+              '--config.max_eval_examples=500',
+              '--config.sweep.methods=sgd,sgd+layer',
+              '--config.sweep.lr_log2_steps=(0,1)',
+              '--config.sweep.grid_seeds=1', '--config.sweep.best_seeds=2',
+              '--config.sweep.max_extensions=1']
+
+
+def test_sweep_end_to_end_and_resume(mnist_dir, tmp_path, monkeypatch):
+  workdir = str(tmp_path / 'sweep')
+  args = ['mnist_lenet', '--workdir', workdir,
+          f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS
+  assert sweep_lib.main(args) == 0
+  with open(os.path.join(workdir, 'sweep.json')) as f:
+    payload = json.load(f)
+  for key in ('experiment', 'metric', 'runs', 'best', 'config', 'versions',
+              'commit', 'grid', 'data'):
+    assert key in payload, key
+  assert payload['experiment'] == 'mnist_lenet'
+  assert payload['data']['paper_data'] is True
+  assert 'final test error' in payload['metric']
+  for run in payload['runs']:
+    assert set(run) >= {'method', 'base_lr', 'seed', 'test_error',
+                        'train_loss'}
+    assert len(run['test_error']) == 2
+  assert set(payload['best']) == {'sgd', 'sgd+layer'}
+  for method, best in payload['best'].items():
+    assert set(best) >= {'base_lr', 'seeds', 'mean', 'std'}
+    assert best['seeds'] == 2  # stage 2 reran the best rate to 2 seeds
+    # The best run's errors are the runs' final errors.
+    finals = [r['test_error'][-1] for r in payload['runs']
+              if r['method'] == method and r['base_lr'] == best['base_lr']]
+    np.testing.assert_allclose(best['mean'], np.mean(finals))
+    np.testing.assert_allclose(best['std'], np.std(finals, ddof=1))
+    rates = [p['base_lr'] for p in payload['grid'][method]]
+    # Grid: 0.01 * 2**k, extended by one on an edge at most.
+    assert set(rates) <= {0.005, 0.01, 0.02, 0.04} and len(rates) >= 2
+  for name in sweep_lib.OUTPUTS:
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  best_md = open(os.path.join(workdir, 'best.md')).read()
+  assert '| sgd+layer | sgd |' in best_md
+  # Again: every run is finished, nothing is trained.
+  trained = []
+  monkeypatch.setattr(train.Trainer, 'train',
+                      lambda self, specs, *a: trained.extend(specs))
+  assert sweep_lib.main(args) == 0
+  assert not trained
+
+
+def _record(method, lr, seed, final, diverged=False):
+  return records.RunRecord(
+      method=method, seed=seed, base_lr=lr,
+      test_error=[50.0, None if diverged else final],
+      train_loss=[1.0, None if diverged else 0.5],
+      diverged_at=3 if diverged else None)
+
+
+class _FakeStore:
+
+  def __init__(self, runs):
+    self.runs = {r.name: rec for r, rec in runs}
+
+  def has_run(self, name):
+    return name in self.runs
+
+  def load_run(self, name):
+    return self.runs[name]
+
+
+def _sweep_with(errors, steps=(-1, 0, 1), tolerance=0.1, diverged=()):
+  """A Sweep over fake runs: errors[k] = final error of each seed at 2**k."""
+  config = configs.get_config('mnist_lenet')
+  config.sweep.methods = 'sgd'
+  config.sweep.lr_log2_steps = steps
+  config.sweep.tolerance = tolerance
+  sweep = sweep_lib.Sweep.__new__(sweep_lib.Sweep)
+  sweep.config, sweep.methods = config, (Method('sgd'),)
+  sweep.center = {Method('sgd'): 1.0}
+  sweep.steps = {Method('sgd'): list(steps)}
+  sweep._runs = {}
+  runs = []
+  for k, seeds in errors.items():
+    for seed, e in enumerate(seeds):
+      spec = sweep.spec(Method('sgd'), k, seed)
+      runs.append((spec, _record('sgd', 2.0**k, seed, e,
+                                 diverged=(k, seed) in diverged)))
+  sweep.store = _FakeStore(runs)
+  return sweep
+
+
+def test_selection_extension_and_robustness():
+  m = Method('sgd')
+  sweep = _sweep_with({-1: [3.0, 3.2], 0: [2.0, 2.1], 1: [2.15, 2.2]})
+  assert sweep.best_step(m, [0, 1]) == 0
+  assert sweep.point(m, 0, [0, 1])[:3] == (2.05, pytest.approx(0.0707, 1e-3),
+                                           2)
+  # 2.175 is within 10% of 2.05, 3.1 is not: width 1 (a factor of 2).
+  assert sweep.robust_width(m, [0, 1]) == 1
+  assert not sweep._extend([0, 1])  # best is interior
+  # Best on the upper edge: the grid grows by one step there.
+  sweep = _sweep_with({-1: [3.0], 0: [2.0], 1: [1.0]})
+  assert sweep._extend([0]) and sweep.steps[m] == [-1, 0, 1, 2]
+  # A point where a seed diverged is never the best, and counts as worse.
+  sweep = _sweep_with({-1: [3.0, 3.0], 0: [2.0, 2.0], 1: [1.0, 1.0]},
+                      diverged={(1, 1)})
+  assert math.isinf(sweep.point(m, 1, [0, 1])[0])
+  assert sweep.best_step(m, [0, 1]) == 0
+  # Everything diverged: only smaller rates are tried.
+  sweep = _sweep_with({-1: [1.0], 0: [1.0], 1: [1.0]},
+                      diverged={(-1, 0), (0, 0), (1, 0)})
+  assert sweep.best_step(m, [0]) is None
+  assert sweep._extend([0]) and sweep.steps[m] == [-2, -1, 0, 1]
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'lr_log2_steps': (0,)}, 'at least 2'),
+    ({'lr_log2_steps': (0, 2)}, 'consecutive'),
+    ({'grid_seeds': 3, 'best_seeds': 2}, 'grid_seeds <= best_seeds'),
+    ({'tolerance': 1.5}, 'tolerance'),
+    ({'methods': 'sgd,sdg'}, 'unknown method'),
+])
+def test_bad_sweep_configs(overrides, message):
+  config = configs.get_config('mnist_lenet')
+  config.sweep.update(overrides)
+  with pytest.raises(configs.ConfigError, match=message):
+    sweep_lib.validate(config)
+
+
+def test_every_sweep_config_is_valid():
+  for name in configs.available():
+    config = configs.get_config(name)
+    assert sweep_lib.validate(config), name
+    assert isinstance(config.sweep, ml_collections.ConfigDict)
