@@ -165,10 +165,42 @@ class AlexNet(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=g01, name='fc8')(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {
+class DeepMLP(nn.Module):
+  """A deep fully connected network: the vanishing-gradient case.
+
+  `depth` hidden layers of `width` units (``fc1`` .. ``fcN``) with a
+  saturating `activation` (sigmoid or tanh), then ``out``; Caffe's Xavier
+  filler (uniform, fan-in) and zero biases. Each hidden layer is one Flax
+  module, so the layer factor is per layer.
+  """
+  num_classes: int = 10
+  depth: int = 10
+  width: int = 256
+  activation: str = 'sigmoid'
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    act = {'sigmoid': nn.sigmoid, 'tanh': nn.tanh}[self.activation]
+    x = x.reshape((x.shape[0], -1))
+    for i in range(self.depth):
+      x = act(nn.Dense(self.width, kernel_init=caffe_xavier,
+                       name=f'fc{i + 1}')(x))
+    return nn.Dense(self.num_classes, kernel_init=caffe_xavier,
+                    name='out')(x)
+
+
+def _deep_mlp(depth: int, activation: str):
+  return lambda num_classes: DeepMLP(num_classes=num_classes, depth=depth,
+                                     activation=activation)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
     'lenet': LeNet,
     'cifar10_full': Cifar10Full,
     'alexnet': AlexNet,
+    **{f'mlp{depth}_{act}': _deep_mlp(depth, act)
+       for depth in (5, 10, 20) for act in ('sigmoid', 'tanh')},
 }
 
 

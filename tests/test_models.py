@@ -45,3 +45,13 @@ def test_caffe_pool_ceil_mode_and_average_counts():
   x = jnp.arange(16.0).reshape(1, 4, 4, 1)
   out = models.caffe_pool(x, 'avg', 3, 2)
   np.testing.assert_allclose(out[0, 1, 1, 0], np.mean([10, 11, 14, 15]))
+
+
+def test_deep_mlp_layers_are_modules():
+  model = models.MODELS['mlp20_tanh'](num_classes=10)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+  assert list(params) == [f'fc{i}' for i in range(1, 21)] + ['out']
+  assert params['fc1']['kernel'].shape == (784, 256)
+  assert params['out']['kernel'].shape == (256, 10)
+  # Xavier (uniform, fan-in): bound sqrt(3 / fan_in).
+  assert float(jnp.abs(params['fc2']['kernel']).max()) <= np.sqrt(3 / 256)
