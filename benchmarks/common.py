@@ -1,7 +1,10 @@
-"""Timing helpers: warm-up, interleaved repetitions, medians, JSON output."""
+"""What every benchmark shares: the optimizer table and tree selection, the
+jitted update step, timing (warm-up, interleaved repetitions, medians) and
+JSON/markdown output."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -10,6 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
+import optax
+
+import layerlr_optax
+from benchmarks import trees
 
 
 def device_info() -> dict[str, str]:
@@ -57,3 +64,59 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
            '|' + '---|' * len(headers)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
   return '\n'.join(lines)
+
+
+# The optimizers and trees every benchmark selects from -----------------
+
+BASELINE = 'optax.sgd'
+OPTIMIZERS = {
+    'optax.sgd': lambda: optax.sgd(0.01, momentum=0.9),
+    'layerlr_optax.sgd': lambda: layerlr_optax.sgd(0.01, momentum=0.9),
+    'layerlr_optax.sgd[leaf]': lambda: layerlr_optax.sgd(0.01, momentum=0.9,
+                                                         layers='leaf'),
+    'optax.lars': lambda: optax.lars(0.01),
+    'optax.lamb': lambda: optax.lamb(1e-3),
+    'optax.adagrad': lambda: optax.adagrad(0.01),
+    'layerlr_optax.adagrad': lambda: layerlr_optax.adagrad(0.01),
+    'optax.adam': lambda: optax.adam(1e-3),
+    'layerlr_optax.layerwise(optax.adam)':
+        lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
+}
+QUICK_TREES = ('lenet', 'resnet50', 'deep_mlp_100')
+QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd', 'optax.lars')
+
+
+def make_step(opt):
+  """``(params, state, grads) -> (params, state)``, jitted, donated."""
+  def step(params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+def selection_parser(prog: str) -> argparse.ArgumentParser:
+  """--quick, --json, --trees and --optimizers (see `selected`)."""
+  parser = argparse.ArgumentParser(prog=prog)
+  parser.add_argument('--quick', action='store_true',
+                      help='3 small trees, 3 optimizers (< 1 minute)')
+  parser.add_argument('--json', help='write the results here')
+  parser.add_argument('--trees', help='comma-separated subset of: ' +
+                      ', '.join(trees.TREES))
+  parser.add_argument('--optimizers', help='comma-separated subset of: ' +
+                      ', '.join(OPTIMIZERS))
+  return parser
+
+
+def selected(parser: argparse.ArgumentParser, args):
+  """(tree names, optimizer names) asked for, the baseline always first."""
+  tree_names = (args.trees.split(',') if args.trees else
+                QUICK_TREES if args.quick else tuple(trees.TREES))
+  names = (args.optimizers.split(',') if args.optimizers else
+           QUICK_OPTIMIZERS if args.quick else tuple(OPTIMIZERS))
+  for bad in [t for t in tree_names if t not in trees.TREES]:
+    parser.error(f'unknown tree {bad!r}')
+  for bad in [n for n in names if n not in OPTIMIZERS]:
+    parser.error(f'unknown optimizer {bad!r}')
+  if BASELINE not in names:
+    names = (BASELINE, *names)
+  return tree_names, names

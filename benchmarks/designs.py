@@ -34,10 +34,7 @@ import numpy as np
 import optax
 
 import layerlr_optax
-from layerlr_optax._src import layers as layers_lib
-from layerlr_optax._src import transform
 from benchmarks import common
-from benchmarks import overhead
 from benchmarks import program
 from benchmarks import trees
 
@@ -45,13 +42,22 @@ LR, MOMENTUM = 0.01, 0.9
 
 
 def _partition(grads):
-  part = layers_lib.partition(grads, 'module')
-  return list(part.leaf_layer), part.num_layers
+  """(layer index of each leaf, number of layers), layers as the package's
+  default 'module' mode forms them (`layerlr_optax.layer_partition`)."""
+  part = layerlr_optax.layer_partition(grads)
+  index = {leaf: i for i, leaves in enumerate(part.values()) for leaf in leaves}
+  names = ['/'.join(str(k.key) for k in path)
+           for path, _ in jax.tree_util.tree_flatten_with_path(grads)[0]]
+  return [index[n] for n in names], len(part)
+
+
+def _factor(sq_norm):
+  return layerlr_optax.layer_factor(jnp.sqrt(sq_norm))
 
 
 def _leaf_factors(layer_sq, leaf_layer):
   """Each leaf's factor, read from the vector of layer factors."""
-  vector = transform._factor_from_sq_norm(layer_sq)  # pylint: disable=protected-access
+  vector = _factor(layer_sq)
   return [vector[layer] for layer in leaf_layer]
 
 
@@ -107,7 +113,7 @@ def unbarriered(grads):
     layer_sq = [0.0] * num_layers
     for g, layer in zip(leaves, leaf_layer):
       layer_sq[layer] = layer_sq[layer] + jnp.sum(jnp.square(g))
-    factors = [transform._factor_from_sq_norm(sq) for sq in layer_sq]  # pylint: disable=protected-access
+    factors = [_factor(sq) for sq in layer_sq]
     out, state = base.update(updates, state, params)
     out = treedef.unflatten([u * factors[layer] for u, layer in
                              zip(treedef.flatten_up_to(out), leaf_layer)])
@@ -135,7 +141,7 @@ def bench(tree: str, family: str, repeats: int, min_seconds: float):
   rows, runs, reference = [], [], None
   for name, make in designs.items():
     opt = make(grads)
-    step = overhead.make_step(opt)
+    step = common.make_step(opt)
     p = jax.tree.map(lambda x: x.copy(), params)
     state = opt.init(p)
     t0 = time.perf_counter()

@@ -15,36 +15,11 @@ import sys
 import time
 
 import jax
-import optax
 
-import layerlr_optax
 from benchmarks import common
 from benchmarks import trees
-
-BASELINE = 'optax.sgd'
-OPTIMIZERS = {
-    'optax.sgd': lambda: optax.sgd(0.01, momentum=0.9),
-    'layerlr_optax.sgd': lambda: layerlr_optax.sgd(0.01, momentum=0.9),
-    'layerlr_optax.sgd[leaf]': lambda: layerlr_optax.sgd(0.01, momentum=0.9,
-                                                         layers='leaf'),
-    'optax.lars': lambda: optax.lars(0.01),
-    'optax.lamb': lambda: optax.lamb(1e-3),
-    'optax.adagrad': lambda: optax.adagrad(0.01),
-    'layerlr_optax.adagrad': lambda: layerlr_optax.adagrad(0.01),
-    'optax.adam': lambda: optax.adam(1e-3),
-    'layerlr_optax.layerwise(optax.adam)':
-        lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
-}
-QUICK_TREES = ('lenet', 'resnet50', 'deep_mlp_100')
-QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd', 'optax.lars')
-
-
-def make_step(opt):
-  def step(params, state, grads):
-    updates, state = opt.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-  return jax.jit(step, donate_argnums=(0, 1))
-
+from benchmarks.common import BASELINE
+from benchmarks.common import OPTIMIZERS
 
 def bench_tree(tree: str, names, repeats: int, min_seconds: float):
   params, grads = trees.make(tree)
@@ -54,7 +29,7 @@ def bench_tree(tree: str, names, repeats: int, min_seconds: float):
     p = jax.tree.map(lambda x: x.copy(), params)
     state = opt.init(p)
     t0 = time.perf_counter()
-    compiled[name] = make_step(opt).lower(p, state, grads).compile()
+    compiled[name] = common.make_step(opt).lower(p, state, grads).compile()
     compile_s[name] = time.perf_counter() - t0
     carries[name] = [p, state]
 
@@ -76,39 +51,11 @@ def bench_tree(tree: str, names, repeats: int, min_seconds: float):
           for name, med in zip(names, medians)]
 
 
-def selection_parser(prog: str) -> argparse.ArgumentParser:
-  """--quick, --json, --trees and --optimizers (see `selected`)."""
-  parser = argparse.ArgumentParser(prog=prog)
-  parser.add_argument('--quick', action='store_true',
-                      help='3 small trees, 3 optimizers (< 1 minute)')
-  parser.add_argument('--json', help='write the results here')
-  parser.add_argument('--trees', help='comma-separated subset of: ' +
-                      ', '.join(trees.TREES))
-  parser.add_argument('--optimizers', help='comma-separated subset of: ' +
-                      ', '.join(OPTIMIZERS))
-  return parser
-
-
-def selected(parser: argparse.ArgumentParser, args):
-  """(tree names, optimizer names) asked for, the baseline always first."""
-  tree_names = (args.trees.split(',') if args.trees else
-                QUICK_TREES if args.quick else tuple(trees.TREES))
-  names = (args.optimizers.split(',') if args.optimizers else
-           QUICK_OPTIMIZERS if args.quick else tuple(OPTIMIZERS))
-  for bad in [t for t in tree_names if t not in trees.TREES]:
-    parser.error(f'unknown tree {bad!r}')
-  for bad in [n for n in names if n not in OPTIMIZERS]:
-    parser.error(f'unknown optimizer {bad!r}')
-  if BASELINE not in names:
-    names = (BASELINE, *names)
-  return tree_names, names
-
-
 def main(argv=None) -> int:
-  parser = selection_parser('python -m benchmarks.overhead')
+  parser = common.selection_parser('python -m benchmarks.overhead')
   parser.add_argument('--repeats', type=int, default=None)
   args = parser.parse_args(argv)
-  tree_names, names = selected(parser, args)
+  tree_names, names = common.selected(parser, args)
   repeats = args.repeats or (10 if args.quick else 30)
   cases = []
   for tree in tree_names:

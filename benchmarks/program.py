@@ -27,7 +27,6 @@ import sys
 import time
 
 from benchmarks import common
-from benchmarks import overhead
 from benchmarks import trees
 
 NOT_KERNELS = ('parameter', 'constant', 'bitcast', 'tuple',
@@ -48,10 +47,10 @@ def count_ops(stablehlo_text: str) -> int:
 
 
 def measure(tree: str, name: str, params, grads) -> dict:
-  opt = overhead.OPTIMIZERS[name]()
+  opt = common.OPTIMIZERS[name]()
   state = opt.init(params)
   t0 = time.perf_counter()
-  lowered = overhead.make_step(opt).lower(params, state, grads)
+  lowered = common.make_step(opt).lower(params, state, grads)
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
@@ -68,9 +67,9 @@ def describe(compiled) -> dict[str, int]:
 
 
 def main(argv=None) -> int:
-  parser = overhead.selection_parser('python -m benchmarks.program')
+  parser = common.selection_parser('python -m benchmarks.program')
   args = parser.parse_args(argv)
-  tree_names, names = overhead.selected(parser, args)
+  tree_names, names = common.selected(parser, args)
   cases = []
   for tree in tree_names:
     params, grads = trees.make(tree)
