@@ -1,7 +1,7 @@
 """MNIST / LeNet: the paper's Table I protocol with Caffe's stock LeNet solver.
 
 Solver settings are not printed in the paper; these are Caffe's
-examples/mnist/lenet_solver.prototxt (see PAPER.md and the README's list of
+examples/mnist/lenet_solver.prototxt (see docs/PAPER.md and the README's list of
 assumptions).
 """
 
