@@ -253,10 +253,13 @@ def _load(workdir: str) -> records.Results:
 
 USAGE = ('usage: python -m experiments.report WORKDIR\n'
          '       python -m experiments.report compare WORKDIR_A METHOD_A '
-         'WORKDIR_B METHOD_B\n\n'
+         'WORKDIR_B METHOD_B\n'
+         '       python -m experiments.report sweep SWEEP_DIR\n\n'
          'WORKDIR: re-makes table.md, curves.png and layer_rates.png from '
          'WORKDIR/results.json.\ncompare: prints the test error of METHOD_A '
-         'in WORKDIR_A against METHOD_B in WORKDIR_B, per evaluation.')
+         'in WORKDIR_A against METHOD_B in WORKDIR_B, per evaluation.\n'
+         'sweep: re-makes sweep.json, best.md and tuning.png of a learning-rate '
+         'sweep (also an unfinished one) from its runs, and prints best.md.')
 
 
 def main(argv: list[str]) -> int:
@@ -268,6 +271,10 @@ def main(argv: list[str]) -> int:
       _, _, dir_a, method_a, dir_b, method_b = argv
       print(compare_markdown(_load(dir_a), method_a, _load(dir_b), method_b,
                              dir_a, dir_b))
+    elif len(argv) == 3 and argv[1] == 'sweep':
+      from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+      payload = sweep_lib.load(argv[2]).write_outputs()
+      print(sweep_lib.best_markdown(payload), end='')
     elif len(argv) == 2:
       for path in write_all(_load(argv[1]), argv[1]):
         print(f'wrote {path}')

@@ -166,6 +166,21 @@ class Sweep:
         changed = True
     return changed
 
+  def replay(self) -> None:
+    """Rebuilds the grid from finished runs alone, as `run` extended it.
+
+    Replays `run`'s extension decisions wave by wave and stops at the first
+    wave that is not complete, so a report of an interrupted (or running)
+    sweep shows exactly the grid the sweep is working on.
+    """
+    for wave in range(self.config.sweep.grid_seeds):
+      while True:
+        if not all(self.run_of(m, k, wave) for m in self.methods
+                   for k in self.steps[m]):
+          return
+        if not self._extend(range(wave + 1)):
+          break
+
   def _train(self, specs) -> None:
     from experiments import train  # pylint: disable=g-import-not-at-top
     train.train_runs(self.config, specs, self.store)
@@ -231,7 +246,8 @@ class Sweep:
           'final_errors': [_json_float(f) for f in finals],
           'train_loss_mean': _json_float(losses.mean()),
           'train_loss_std': _json_float(report.sample_std(losses)),
-          'interior': steps[0] < k_best < steps[-1],
+          'interior': all(k in steps and self.point(m, k, grid_seeds)[2]
+                          for k in (k_best - 1, k_best + 1)),
           'robust_width_log2': self.robust_width(m, grid_seeds),
       }
     return {
@@ -277,6 +293,21 @@ class Sweep:
                          best_markdown(payload))
     plot_tuning(payload, os.path.join(self.workdir, 'tuning.png'))
     return payload
+
+
+def load(workdir: str) -> Sweep:
+  """The sweep in `workdir` (its config.json), grid replayed from its runs."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no sweep in {workdir!r} (no config.json)')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  config.sweep.lr_log2_steps = tuple(config.sweep.lr_log2_steps)
+  config.lr_stepvalues = tuple(config.lr_stepvalues)
+  sweep = Sweep(config, workdir)
+  sweep.replay()
+  return sweep
 
 
 def _method_rate(method: Method, config) -> float:
@@ -383,7 +414,8 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   grid = payload['grid']
-  bases = list(dict.fromkeys(Method.parse(m).base for m in grid))
+  bases = list(dict.fromkeys(Method.parse(m).base for m, points in grid.items()
+                             if points)) or ['sgd']
   fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.8),
                            squeeze=False, sharey=True)
   for ax, base in zip(axes[0], bases):

@@ -20,6 +20,11 @@ RESUMABLE_KEYS = frozenset({
 })
 
 
+def _default_config() -> dict[str, Any]:
+  from experiments.configs import _common  # pylint: disable=g-import-not-at-top
+  return records.json_ready(_common.base_config().to_dict())
+
+
 class WorkdirError(RuntimeError):
   """The workdir holds something we must not overwrite or mix with."""
 
@@ -103,23 +108,35 @@ class RunStore:
             ' Use a new --workdir, or pass --overwrite to move the old outputs '
             f'to {workdir}/previous-<time>/ and start afresh.')
       self._move_aside()
-    elif overwrite and os.listdir(self.runs_dir):
+    elif overwrite and (self._holds_runs() or os.path.exists(
+        os.path.join(workdir, 'config.json'))):
       self._move_aside()
     self.config = records.json_ready(config.to_dict())
     config_path = os.path.join(workdir, 'config.json')
-    if os.path.exists(config_path):
+    if os.path.exists(config_path) and self._holds_runs():
       with open(config_path) as f:
         previous = json.load(f)
+      defaults = _default_config()
+      # A key added to the configs after these runs were made, at its
+      # default, does not change what they computed.
       changed = sorted(
           k for k in set(previous) | set(self.config)
           if k not in RESUMABLE_KEYS | resumable_keys
-          and previous.get(k) != self.config.get(k))
+          and previous.get(k, defaults.get(k)) != self.config.get(k))
       if changed:
         raise WorkdirError(
             f'{workdir!r} holds runs of a different configuration (changed: '
             f'{", ".join(changed)}); resuming would mix them. Use a new '
             '--workdir, or pass --overwrite to move the old runs aside.')
     records.write_atomic(config_path, json.dumps(self.config, indent=1))
+
+  def _holds_runs(self) -> bool:
+    """Finished runs or checkpoints: what a config change must not mix
+    with. Without them a stale config.json (a run that failed before any
+    run finished) is simply replaced."""
+    checkpoints = os.path.join(self.workdir, 'checkpoints')
+    return bool(os.listdir(self.runs_dir)) or (
+        os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
 
   def _move_aside(self) -> None:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')

@@ -56,6 +56,13 @@ def test_sweep_end_to_end_and_resume(mnist_dir, tmp_path, monkeypatch):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   best_md = open(os.path.join(workdir, 'best.md')).read()
   assert '| sgd+layer | sgd |' in best_md
+  # The report rebuilds the same outputs from the runs alone.
+  from experiments import report
+  os.remove(os.path.join(workdir, 'sweep.json'))
+  assert report.main(['report', 'sweep', workdir]) == 0
+  with open(os.path.join(workdir, 'sweep.json')) as f:
+    again = json.load(f)
+  assert again['best'] == payload['best'] and again['grid'] == payload['grid']
   # Again: every run is finished, nothing is trained.
   trained = []
   monkeypatch.setattr(train.Trainer, 'train',

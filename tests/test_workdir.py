@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import records
 from experiments import run as run_lib
 from experiments import train
 from experiments import workdir as workdir_lib
@@ -111,3 +112,36 @@ def test_run_names():
   assert workdir_lib.run_name('sgd+layer', 3) == 'sgd+layer_seed3'
   assert workdir_lib.run_name('sgd', 0, 0.01) == 'sgd_lr0.01_seed0'
   assert workdir_lib.run_name('sgd', 0, 1.0) == 'sgd_lr1.0_seed0'
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_next(mnist_config,
+                                                           tmp_path):
+  """A config.json without runs (a run that failed before finishing any) is
+  replaced by the next config; --overwrite always works."""
+  workdir = str(tmp_path / 'w')
+  workdir_lib.RunStore(workdir, mnist_config(num_steps=4))
+  workdir_lib.RunStore(workdir, mnist_config(num_steps=6))  # no error
+  os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
+  with open(os.path.join(workdir, 'runs', 'sgd_seed0.json'), 'w') as f:
+    f.write('{}')
+  with pytest.raises(workdir_lib.WorkdirError, match='changed: num_steps'):
+    workdir_lib.RunStore(workdir, mnist_config(num_steps=8))
+  workdir_lib.RunStore(workdir, mnist_config(num_steps=8), overwrite=True)
+  assert os.listdir(os.path.join(workdir, 'runs')) == []
+  backups = [d for d in os.listdir(workdir) if d.startswith('previous-')]
+  assert len(backups) == 1
+
+
+def test_keys_added_later_at_their_default_do_not_block_resume(
+    mnist_config, tmp_path):
+  workdir = str(tmp_path / 'w')
+  store = workdir_lib.RunStore(workdir, mnist_config())
+  store.save_run('sgd_seed0', records.RunRecord(method='sgd', seed=0))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    old = json.load(f)
+  del old['warmup_fraction']  # as written before the key existed
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump(old, f)
+  workdir_lib.RunStore(workdir, mnist_config())  # the default: resumable
+  with pytest.raises(workdir_lib.WorkdirError, match='warmup_fraction'):
+    workdir_lib.RunStore(workdir, mnist_config(warmup_fraction=0.5))
