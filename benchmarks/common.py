@@ -17,6 +17,7 @@ import optax
 
 import layerlr_optax
 from benchmarks import trees
+from experiments import records  # the project's one atomic writer
 
 
 def device_info() -> dict[str, str]:
@@ -53,10 +54,7 @@ def write_json(path: str | None, payload: dict) -> None:
   if not path:
     return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
+  records.write_atomic(path, json.dumps(payload, indent=1))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:

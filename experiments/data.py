@@ -264,9 +264,10 @@ def _load_local_cifar10(data_dir: str) -> ImageDataset:
               'test_images': decoded['test'][0],
               'test_labels': decoded['test'][1]}
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = cache + f'.tmp{os.getpid()}.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    from experiments import records  # pylint: disable=g-import-not-at-top
+    records.write_atomic(cache, buffer.getvalue())
   return ImageDataset('cifar10', num_classes=10, **arrays)
 
 

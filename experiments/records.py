@@ -114,6 +114,14 @@ def write_atomic(path: str, data: str | bytes) -> None:
   os.replace(tmp, path)
 
 
+def write_figure(fig, path: str, dpi: int = 110) -> None:
+  """Saves a matplotlib figure atomically (PNG by `path`'s extension)."""
+  import io  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=dpi, format=os.path.splitext(path)[1][1:] or 'png')
+  write_atomic(path, buffer.getvalue())
+
+
 def json_ready(obj: Any) -> Any:
   """Plain JSON types (config dicts, numpy scalars, tuples as lists)."""
   return json.loads(json.dumps(obj, default=_to_plain))

@@ -157,7 +157,7 @@ def plot_curves(results: records.Results, path: str) -> None:
     axes[0, col].legend()
   fig.suptitle(f'{results.experiment}: mean ± std over seeds')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  records.write_figure(fig, path)
   plt.close(fig)
 
 
@@ -193,7 +193,7 @@ def plot_layer_rates(results: records.Results, path: str) -> None:
   fig.suptitle('Per-layer learning-rate factor (mean over seeds, band = '
                'min..max)')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  records.write_figure(fig, path)
   plt.close(fig)
 
 

@@ -449,7 +449,7 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
                f'{payload["grid_seeds"]} seeds; x at 90: diverged; '
                '* best, rerun with more seeds)', fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  records.write_figure(fig, path)
   plt.close(fig)
 
 

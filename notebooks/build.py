@@ -15,6 +15,8 @@ import sys
 
 import nbformat
 
+from experiments import records  # the project's one atomic writer
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, 'src')
 NOTEBOOKS = ('quickstart', 'vanishing_gradients', 'saddle_points')
@@ -73,9 +75,7 @@ def main(argv: list[str]) -> int:
     print(f'building and executing {name} ...', flush=True)
     nb = execute(build(name))
     path = os.path.join(HERE, f'{name}.ipynb')
-    tmp = f'{path}.tmp'
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    records.write_atomic(path, nbformat.writes(nb))
     print(f'wrote {path}')
   return 0
 
