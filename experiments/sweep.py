@@ -334,7 +334,7 @@ def best_markdown(payload: dict[str, Any]) -> str:
   """best.md: best rates, best-vs-best with Welch p, robustness."""
   best = payload['best']
   lines = [
-      f'# {payload["experiment"]}: learning-rate sweep',
+      f"### {payload['experiment']}: learning-rate sweep",
       '',
       f'Selection metric: {payload["metric"]} ({payload["grid_seeds"]} '
       f'seeds per grid point); each method\'s best rate is then rerun to '
@@ -358,7 +358,7 @@ def best_markdown(payload: dict[str, Any]) -> str:
   if pairs:
     lines += [
         '',
-        '## Best vs best (each at its own best rate; Welch two-sided p)',
+        '**Best vs best** (each at its own best rate; Welch two-sided p)',
         '',
         'Δ = mean(variant) − mean(base), percentage points; negative '
         'favours the variant.',

@@ -440,6 +440,85 @@ class RecordedFactorsTest(chex.TestCase):
       layerlr_optax.layerwise(optax.sgd(0.1), record_factors='yes')
 
 
+class ExcludeTest(chex.TestCase):
+  """exclude=...: chosen leaves keep factor 1 (the base optimizer's update)
+  and leave the layer norms; the other leaves scale as if they were alone."""
+
+  def setUp(self):
+    super().setUp()
+    self.params = nest({k: np.ones(s, np.float32) for k, s in SHAPES.items()})
+    # Biases and the whole head excluded, as a mask and as a callable.
+    self.mask = {'conv1': {'kernel': False, 'bias': True},
+                 'dense': {'kernel': False, 'bias': True}, 'head': True}
+    self.by_name = lambda tree: jax.tree_util.tree_map_with_path(
+        lambda path, _: path[-1].key == 'bias' or path[0].key == 'head',
+        tree)
+
+  def _expected(self, grads, scale_of):
+    """Kernels of conv1/dense scaled by their own factor; the rest 1."""
+    factors = {m: reference.factor(np.linalg.norm(
+        grads[f'{m}/kernel'].astype(np.float64))) for m in ('conv1', 'dense')}
+    return {k: scale_of(k, factors.get(k.split('/')[0], 1.0)
+                        if k.endswith('kernel') and not k.startswith('head')
+                        else 1.0) for k in grads}
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_scale_by_layer_gradient(self):
+    grads = random_grads(11)
+    for exclude in (self.mask, self.by_name):
+      opt = layerlr_optax.scale_by_layer_gradient(exclude=exclude)
+      out, _ = self.variant(opt.update)(nest(grads), opt.init(self.params))
+      factor = self._expected(grads, lambda k, f: f)
+      assert_tree_close(out, {k: g.astype(np.float64) * factor[k]
+                              for k, g in grads.items()}, rtol=1e-5)
+      flat_out = flatten(out)
+      for k in ('conv1/bias', 'dense/bias', 'head/kernel'):
+        np.testing.assert_array_equal(flat_out[k], grads[k])  # exactly
+
+  def test_excluded_leaves_get_exactly_the_base_update(self):
+    pairs = {
+        'layerwise(adam)': (layerlr_optax.layerwise(optax.adam(1e-2),
+                                                    exclude=self.mask),
+                            optax.adam(1e-2)),
+        'sgd': (layerlr_optax.sgd(0.1, 0.9, exclude=self.mask),
+                optax.sgd(0.1, 0.9)),
+        'adagrad': (layerlr_optax.adagrad(0.1, exclude=self.by_name),
+                    optax.adagrad(0.1)),
+    }
+    for name, (ours, theirs) in pairs.items():
+      s1, s2 = ours.init(self.params), theirs.init(self.params)
+      for seed in range(3):
+        grads = nest(random_grads(seed))
+        u1, s1 = jax.jit(ours.update)(grads, s1, self.params)
+        u2, s2 = jax.jit(theirs.update)(grads, s2, self.params)
+        for module, leaf in (('conv1', 'bias'), ('dense', 'bias'),
+                             ('head', 'kernel')):
+          np.testing.assert_array_equal(u1[module][leaf], u2[module][leaf],
+                                        err_msg=f'{name} {module}/{leaf}')
+        assert not np.allclose(u1['conv1']['kernel'], u2['conv1']['kernel'])
+
+  def test_partition_stats_and_recorded_factors_leave_them_out(self):
+    part = layerlr_optax.layer_partition(self.params, exclude=self.mask)
+    self.assertEqual(part, {'conv1': ['conv1/kernel'],
+                            'dense': ['dense/kernel']})
+    grads = random_grads(2)
+    stats = layerlr_optax.layer_stats(nest(grads), exclude=self.mask)
+    np.testing.assert_allclose(
+        stats['dense']['grad_norm'],
+        np.linalg.norm(grads['dense/kernel'].astype(np.float64)), rtol=1e-5)
+    opt = layerlr_optax.sgd(0.1, record_factors=True, exclude=self.mask)
+    state = opt.init(self.params)
+    self.assertEqual(set(layerlr_optax.recorded_factors(state)),
+                     {'conv1', 'dense'})
+
+  def test_bad_masks(self):
+    with self.assertRaisesRegex(TypeError, 'exclude must hold True/False'):
+      layerlr_optax.scale_by_layer_gradient(exclude={'conv1': 'bias'})
+    opt = layerlr_optax.scale_by_layer_gradient(exclude={'a': True})
+    with self.assertRaisesRegex(ValueError, '`exclude` mask pytree does not'):
+      opt.update(nest(random_grads(0)), opt.init(self.params))
+
+
 class BadInputTest(chex.TestCase):
 
   def test_unknown_layers_mode(self):

@@ -40,6 +40,7 @@ def sgd(
     layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
     record_factors: bool = False,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
@@ -68,6 +69,8 @@ def sgd(
     axis_name: see `scale_by_layer_gradient`.
     record_factors: keep the applied factors in the state; see
       `recorded_factors`.
+    exclude: leaves that keep the plain optimizer's update (factor 1), e.g.
+      biases; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -91,7 +94,8 @@ def sgd(
   _check_non_negative('momentum', momentum, allow_none=True)
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
-      layers, axis_name=axis_name, record_factors=record_factors)
+      layers, axis_name=axis_name, record_factors=record_factors,
+      exclude=exclude)
 
 
 def adagrad(
@@ -102,6 +106,7 @@ def adagrad(
     layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
     record_factors: bool = False,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
@@ -122,6 +127,8 @@ def adagrad(
     axis_name: see `scale_by_layer_gradient`.
     record_factors: keep the applied factors in the state; see
       `recorded_factors`.
+    exclude: leaves that keep the plain optimizer's update (factor 1), e.g.
+      biases; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -141,4 +148,5 @@ def adagrad(
   _check_non_negative('eps', eps)
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
-      layers, axis_name=axis_name, record_factors=record_factors)
+      layers, axis_name=axis_name, record_factors=record_factors,
+      exclude=exclude)

@@ -15,6 +15,11 @@ import jax
 
 PyTree = Any
 LayersSpec = Union[str, PyTree, Callable[[PyTree], PyTree]]
+# Like `optax.masked`'s mask: a pytree of bools (the tree's structure or a
+# prefix of it), or a callable returning one from the tree. True: excluded.
+ExcludeSpec = Union[None, PyTree, Callable[[PyTree], PyTree]]
+# The layer index of an excluded leaf.
+EXCLUDED = -1
 
 LAYER_MODES = ('module', 'leaf')
 ROOT_NAME = '<root>'
@@ -74,7 +79,8 @@ class Partition:
   """Static assignment of a pytree's leaves to layers.
 
   Attributes:
-    leaf_layer: for each leaf (in `jax.tree.leaves` order) its layer index.
+    leaf_layer: for each leaf (in `jax.tree.leaves` order) its layer index,
+      or `EXCLUDED` for a leaf excluded from layer adaptation.
     layer_names: the name of each layer, in order of first appearance.
     leaf_names: the readable path of each leaf.
   """
@@ -89,16 +95,28 @@ class Partition:
   def as_dict(self) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {name: [] for name in self.layer_names}
     for leaf, layer in zip(self.leaf_names, self.leaf_layer):
-      groups[self.layer_names[layer]].append(leaf)
+      if layer != EXCLUDED:
+        groups[self.layer_names[layer]].append(leaf)
     return groups
+
+  @property
+  def excluded(self) -> tuple[str, ...]:
+    """The readable paths of the excluded leaves."""
+    return tuple(leaf for leaf, layer in zip(self.leaf_names, self.leaf_layer)
+                 if layer == EXCLUDED)
 
 
 def _group(keys: Sequence[Hashable], names: Sequence[str],
-           leaf_names: Sequence[str]) -> Partition:
+           leaf_names: Sequence[str],
+           excluded: Sequence[bool] | None = None) -> Partition:
   index: dict[Hashable, int] = {}
   layer_names: list[str] = []
   leaf_layer = []
-  for key, name in zip(keys, names):
+  excluded = excluded or [False] * len(leaf_names)
+  for key, name, out in zip(keys, names, excluded):
+    if out:
+      leaf_layer.append(EXCLUDED)
+      continue
     if key not in index:
       index[key] = len(layer_names)
       layer_names.append(name)
@@ -106,27 +124,49 @@ def _group(keys: Sequence[Hashable], names: Sequence[str],
   return Partition(tuple(leaf_layer), tuple(layer_names), tuple(leaf_names))
 
 
-def _labels_per_leaf(labels: PyTree, tree: PyTree) -> list[Hashable]:
+def _labels_per_leaf(labels: PyTree, tree: PyTree,
+                     what: str = '`layers` labels') -> list[Hashable]:
   """Broadcasts a labels pytree (same structure or a prefix) over `tree`."""
   labels_def = jax.tree.structure(labels)
   try:
     subtrees = labels_def.flatten_up_to(tree)
   except (ValueError, TypeError) as e:
     raise ValueError(
-        'layerlr_optax: the `layers` labels pytree does not match the updates.'
-        ' It must have the same structure as the updates (one label per '
-        'leaf) or be a prefix of it (one label per subtree).\n'
-        f'  labels structure:  {labels_def}\n'
+        f'layerlr_optax: the {what} pytree does not match the updates.'
+        ' It must have the same structure as the updates (one value per '
+        'leaf) or be a prefix of it (one value per subtree).\n'
+        f'  {what} structure:  {labels_def}\n'
         f'  updates structure: {jax.tree.structure(tree)}\n'
-        'Build the labels from the same params you optimise, e.g. with '
-        'jax.tree.map(lambda _: label, params), or pass a callable.') from e
+        'Build it from the same params you optimise, e.g. with '
+        'jax.tree.map(lambda _: value, params), or pass a callable.') from e
   per_leaf = []
   for label, subtree in zip(labels_def.flatten_up_to(labels), subtrees):
     per_leaf.extend([label] * len(jax.tree.leaves(subtree)))
   return per_leaf
 
 
-def partition(tree: PyTree, layers: LayersSpec = 'module') -> Partition:
+def validate_exclude(exclude: ExcludeSpec) -> None:
+  """Fails early on an `exclude` argument that can never be valid."""
+  if exclude is None or callable(exclude):
+    return
+  for flag in jax.tree.leaves(exclude):
+    if not isinstance(flag, bool):
+      raise TypeError(
+          f'layerlr_optax: exclude must hold True/False per leaf or subtree '
+          f'(True: factor 1, left out of the layer norms), got {flag!r} of '
+          f'type {type(flag).__name__}.')
+
+
+def _excluded_per_leaf(exclude: ExcludeSpec, tree: PyTree) -> list[bool]:
+  if exclude is None:
+    return [False] * len(jax.tree.leaves(tree))
+  mask = exclude(tree) if callable(exclude) else exclude
+  validate_exclude(mask)
+  return [bool(x) for x in _labels_per_leaf(mask, tree, '`exclude` mask')]
+
+
+def partition(tree: PyTree, layers: LayersSpec = 'module',
+              exclude: ExcludeSpec = None) -> Partition:
   """Assigns each leaf of `tree` to a layer according to `layers`.
 
   Args:
@@ -137,6 +177,9 @@ def partition(tree: PyTree, layers: LayersSpec = 'module') -> Partition:
       ``flax.nnx.Variable`` is looked through), ``'leaf'`` (each leaf is its
       own layer), a pytree of hashable labels with the structure of `tree` or
       a prefix of it, or a callable returning such labels from `tree`.
+    exclude: leaves left out of layer adaptation (`EXCLUDED`): None, a
+      pytree of bools (the structure of `tree` or a prefix), or a callable
+      returning one from `tree`.
 
   Returns:
     The static `Partition`.
@@ -145,15 +188,17 @@ def partition(tree: PyTree, layers: LayersSpec = 'module') -> Partition:
   paths_and_leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   paths = [_strip_box(tuple(p)) for p, _ in paths_and_leaves]
   leaf_names = [path_name(p) for p in paths]
+  excluded = _excluded_per_leaf(exclude, tree)
   if isinstance(layers, str):
     if layers == 'leaf':
-      return _group(range(len(paths)), leaf_names, leaf_names)
+      return _group(range(len(paths)), leaf_names, leaf_names, excluded)
     parents = [p[:-1] for p in paths]
-    return _group(parents, [path_name(p) for p in parents], leaf_names)
+    return _group(parents, [path_name(p) for p in parents], leaf_names,
+                  excluded)
   labels = layers(tree) if callable(layers) else layers
   validate_layers(labels)
   per_leaf = _labels_per_leaf(labels, tree)
   names = [label if isinstance(label, str) else repr(label)
            for label in per_leaf]
-  return _group(per_leaf, names, leaf_names)
+  return _group(per_leaf, names, leaf_names, excluded)
 

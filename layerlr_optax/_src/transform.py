@@ -109,6 +109,8 @@ def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
   """
   per_layer: list[Any] = [None] * part.num_layers
   for leaf, layer in zip(leaves, part.leaf_layer):
+    if layer == layers_lib.EXCLUDED:
+      continue
     sq = _sq_norm(leaf, dtype)
     per_layer[layer] = sq if per_layer[layer] is None else per_layer[layer] + sq
   if axis_name is not None:
@@ -134,19 +136,20 @@ class LayerwiseState(NamedTuple):
   layer_factors: LayerFactorsState
 
 
-def _initial_factors(params: PyTree, layers) -> LayerFactorsState:
+def _initial_factors(params: PyTree, layers, exclude) -> LayerFactorsState:
   leaves, _ = _check_leaves(params)
   dtype = _accumulation_dtype(leaves)
-  names = layers_lib.partition(params, layers).layer_names
+  names = layers_lib.partition(params, layers, exclude).layer_names
   return LayerFactorsState({name: jnp.ones([], dtype) for name in names})
 
 
 class _Factors:
   """Per-layer factors of one step (plain Python; lives only while tracing)."""
 
-  def __init__(self, updates: PyTree, layers, axis_name: Optional[str]):
+  def __init__(self, updates: PyTree, layers, axis_name: Optional[str],
+               exclude: layers_lib.ExcludeSpec = None):
     leaves, self.treedef = _check_leaves(updates)
-    self.partition = layers_lib.partition(updates, layers)
+    self.partition = layers_lib.partition(updates, layers, exclude)
     self.dtype = _accumulation_dtype(leaves)
     self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
                                     axis_name)
@@ -165,6 +168,7 @@ class _Factors:
           f'structure {jax.tree.structure(updates)} differs from the '
           f'gradients it was given, {self.treedef}.') from e
     scaled = [
+        leaf if layer == layers_lib.EXCLUDED else
         (leaf * self.factors[layer].astype(
             jnp.promote_types(leaf.dtype, self.dtype))).astype(leaf.dtype)
         for leaf, layer in zip(leaves, self.partition.leaf_layer)
@@ -177,6 +181,7 @@ def scale_by_layer_gradient(
     *,
     axis_name: Optional[str] = None,
     record_factors: bool = False,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
@@ -212,6 +217,13 @@ def scale_by_layer_gradient(
       `LayerFactorsState`, one scalar per layer), for logging what the
       optimizer applied; read them with `recorded_factors`. Off by default,
       so the state stays empty.
+    exclude: leaves to leave out of layer adaptation, as LARS/LAMB practice
+      does for biases, normalisation scales and embeddings: they keep factor
+      1 (their updates pass through unchanged) and do not count in any
+      layer's norm; a layer whose leaves are all excluded disappears. Like
+      `optax.masked`'s mask: a pytree of bools with the structure of the
+      params (or a prefix of it), or a callable returning one from the
+      params; True means excluded. None (default): nothing excluded.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -232,16 +244,17 @@ def scale_by_layer_gradient(
     -0.004733
   """
   layers_lib.validate_layers(layers)
+  layers_lib.validate_exclude(exclude)
   _check_flag('record_factors', record_factors)
 
   def init_fn(params):
     if record_factors:
-      return _initial_factors(params, layers)
+      return _initial_factors(params, layers, exclude)
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    factors = _Factors(updates, layers, axis_name)
+    factors = _Factors(updates, layers, axis_name, exclude)
     if record_factors:
       state = factors.recorded()
     return factors.apply(updates), state
@@ -256,25 +269,27 @@ def _check_flag(name: str, value: Any) -> None:
 
 
 def _compose(base: optax.GradientTransformation, layers, axis_name,
-             scale_output: bool,
-             record_factors: bool) -> optax.GradientTransformationExtraArgs:
+             scale_output: bool, record_factors: bool,
+             exclude: layers_lib.ExcludeSpec
+             ) -> optax.GradientTransformationExtraArgs:
   """Runs `base` with the layer factors of the gradient it receives.
 
   The state is `base`'s own, unchanged, so checkpoints stay compatible with
   the plain optimizer; with `record_factors` it is a `LayerwiseState`.
   """
   layers_lib.validate_layers(layers)
+  layers_lib.validate_exclude(exclude)
   _check_flag('record_factors', record_factors)
   base = optax.with_extra_args_support(base)
 
   def init_fn(params):
     if record_factors:
       return LayerwiseState(base.init(params),
-                            _initial_factors(params, layers))
+                            _initial_factors(params, layers, exclude))
     return base.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    factors = _Factors(updates, layers, axis_name)
+    factors = _Factors(updates, layers, axis_name, exclude)
     base_state = state.base_state if record_factors else state
     if not scale_output:
       updates = factors.apply(updates)
@@ -295,6 +310,7 @@ def layerwise(
     *,
     axis_name: Optional[str] = None,
     record_factors: bool = False,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
@@ -315,6 +331,8 @@ def layerwise(
     record_factors: keep the factors of the latest step in the state, which
       becomes a `LayerwiseState` (`base`'s state plus a `LayerFactorsState`);
       see `recorded_factors`.
+    exclude: leaves that get factor 1, i.e. exactly `base`'s update; see
+      `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
@@ -332,7 +350,7 @@ def layerwise(
     -0.002913
   """
   return _compose(base, layers, axis_name, scale_output=True,
-                  record_factors=record_factors)
+                  record_factors=record_factors, exclude=exclude)
 
 
 def prescaled(
@@ -341,6 +359,7 @@ def prescaled(
     *,
     axis_name: Optional[str] = None,
     record_factors: bool = False,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   """`base` fed with the layer-scaled gradient; state is `base`'s own.
 
@@ -349,7 +368,7 @@ def prescaled(
   a `LayerwiseState` with `record_factors`.
   """
   return _compose(base, layers, axis_name, scale_output=False,
-                  record_factors=record_factors)
+                  record_factors=record_factors, exclude=exclude)
 
 
 def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
@@ -398,6 +417,7 @@ def layer_stats(
     layers: layers_lib.LayersSpec = 'module',
     *,
     axis_name: Optional[str] = None,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> dict[str, dict[str, jax.Array]]:
   """Per-layer gradient norms and eq. 9 factors, for logging.
 
@@ -407,6 +427,7 @@ def layer_stats(
     updates: a gradient (or updates) pytree.
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
+    exclude: see `scale_by_layer_gradient` (excluded leaves are left out).
 
   Returns:
     ``{layer_name: {'grad_norm': scalar, 'factor': scalar}}`` in layer order.
@@ -419,7 +440,7 @@ def layer_stats(
     >>> print(f"{float(stats['a']['grad_norm']):.1f}")
     2.0
   """
-  factors = _Factors(updates, layers, axis_name)
+  factors = _Factors(updates, layers, axis_name, exclude)
   return {
       name: {'grad_norm': jnp.sqrt(sq), 'factor': factor}
       for name, sq, factor in zip(factors.partition.layer_names,
@@ -430,12 +451,15 @@ def layer_stats(
 def layer_partition(
     tree: PyTree,
     layers: layers_lib.LayersSpec = 'module',
+    *,
+    exclude: layers_lib.ExcludeSpec = None,
 ) -> dict[str, list[str]]:
   """Which leaves form which layer: ``{layer_name: [leaf paths]}``.
 
   Args:
     tree: params or gradients (only the structure is used).
     layers: what a layer is; see `scale_by_layer_gradient`.
+    exclude: see `scale_by_layer_gradient`; excluded leaves are in no layer.
 
   Returns:
     A dict from readable layer names to the readable paths of their leaves.
@@ -447,4 +471,4 @@ def layer_partition(
     >>> layerlr_optax.layer_partition(params)
     {'conv': ['conv/bias', 'conv/kernel']}
   """
-  return layers_lib.partition(tree, layers).as_dict()
+  return layers_lib.partition(tree, layers, exclude).as_dict()
