@@ -519,6 +519,37 @@ class ExcludeTest(chex.TestCase):
       opt.update(nest(random_grads(0)), opt.init(self.params))
 
 
+class MaxFactorTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_the_cap_applies_to_every_layer_and_is_recorded(self):
+    grads = random_grads(4)
+    params = nest({k: np.ones(s, np.float32) for k, s in SHAPES.items()})
+    opt = layerlr_optax.scale_by_layer_gradient(max_factor=2.0,
+                                                record_factors=True)
+    out, state = self.variant(opt.update)(nest(grads), opt.init(params))
+    factors = reference.layer_factors(grads, MODULE_LAYERS)
+    assert_tree_close(out, {k: g.astype(np.float64) * min(factors[k], 2.0)
+                            for k, g in grads.items()}, rtol=1e-5)
+    recorded = layerlr_optax.recorded_factors(state)
+    self.assertEqual(float(recorded['conv1']), 2.0)  # 1e-4 gradients: capped
+    self.assertLess(float(recorded['head']), 2.0)  # large gradients: not
+
+  def test_cap_restores_adam_at_a_minimum(self):
+    """Near a minimum the uncapped factor inflates Adam's step (issue #11)."""
+    from experiments import near_minimum
+    for cap, converged in ((None, False), (2.0, True)):
+      opt = layerlr_optax.layerwise(optax.adam(0.1), max_factor=cap)
+      x = near_minimum.run('parabola', opt, jnp.dtype('float32'), 10_000)
+      self.assertEqual(near_minimum.distance('parabola', x) < 3e-2,
+                       converged, cap)
+
+  def test_bad_caps(self):
+    for bad in (0.5, -1.0, True, '2'):
+      with self.assertRaisesRegex(ValueError, 'max_factor must be None'):
+        layerlr_optax.layerwise(optax.sgd(0.1), max_factor=bad)
+
+
 class BadInputTest(chex.TestCase):
 
   def test_unknown_layers_mode(self):

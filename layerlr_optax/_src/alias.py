@@ -41,6 +41,7 @@ def sgd(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
@@ -71,6 +72,8 @@ def sgd(
       `recorded_factors`.
     exclude: leaves that keep the plain optimizer's update (factor 1), e.g.
       biases; see `scale_by_layer_gradient`.
+    max_factor: a cap on the factor (None: the paper's, uncapped); see
+      `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -95,7 +98,7 @@ def sgd(
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
       layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude)
+      exclude=exclude, max_factor=max_factor)
 
 
 def adagrad(
@@ -107,6 +110,7 @@ def adagrad(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
@@ -129,6 +133,8 @@ def adagrad(
       `recorded_factors`.
     exclude: leaves that keep the plain optimizer's update (factor 1), e.g.
       biases; see `scale_by_layer_gradient`.
+    max_factor: a cap on the factor (None: the paper's, uncapped); see
+      `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -149,4 +155,4 @@ def adagrad(
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
       layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude)
+      exclude=exclude, max_factor=max_factor)

@@ -147,13 +147,17 @@ class _Factors:
   """Per-layer factors of one step (plain Python; lives only while tracing)."""
 
   def __init__(self, updates: PyTree, layers, axis_name: Optional[str],
-               exclude: layers_lib.ExcludeSpec = None):
+               exclude: layers_lib.ExcludeSpec = None,
+               max_factor: Optional[float] = None):
     leaves, self.treedef = _check_leaves(updates)
     self.partition = layers_lib.partition(updates, layers, exclude)
     self.dtype = _accumulation_dtype(leaves)
     self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
                                     axis_name)
     self.factors = [_factor_from_sq_norm(sq) for sq in self.sq_norms]
+    if max_factor is not None:
+      self.factors = [jnp.minimum(f, jnp.asarray(max_factor, f.dtype))
+                      for f in self.factors]
 
   def recorded(self) -> LayerFactorsState:
     return LayerFactorsState(dict(zip(self.partition.layer_names,
@@ -182,6 +186,7 @@ def scale_by_layer_gradient(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
@@ -224,6 +229,13 @@ def scale_by_layer_gradient(
       `optax.masked`'s mask: a pytree of bools with the structure of the
       params (or a prefix of it), or a callable returning one from the
       params; True means excluded. None (default): nothing excluded.
+    max_factor: a cap on the factor, ``min(f_l, max_factor)``. None (the
+      default) is the paper's eq. 9, uncapped (at most ~44.7 in float32).
+      The factor grows without bound as a layer's gradient vanishes, which
+      is harmless when the step shrinks with the gradient (SGD, momentum,
+      AdaGrad late in training) but inflates the step near a minimum for
+      optimizers whose step does not shrink with it (Adam, sign methods,
+      ...): see the README's "near a minimum" table for measurements.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -245,6 +257,7 @@ def scale_by_layer_gradient(
   """
   layers_lib.validate_layers(layers)
   layers_lib.validate_exclude(exclude)
+  _check_max_factor(max_factor)
   _check_flag('record_factors', record_factors)
 
   def init_fn(params):
@@ -254,12 +267,22 @@ def scale_by_layer_gradient(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    factors = _Factors(updates, layers, axis_name, exclude)
+    factors = _Factors(updates, layers, axis_name, exclude, max_factor)
     if record_factors:
       state = factors.recorded()
     return factors.apply(updates), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_max_factor(max_factor: Any) -> None:
+  if max_factor is None:
+    return
+  if (isinstance(max_factor, bool) or not isinstance(max_factor, (int, float))
+      or not max_factor >= 1.0):
+    raise ValueError(
+        f'layerlr_optax: max_factor must be None (no cap, the paper) or a '
+        f'number >= 1 (eq. 9 is never below 1), got {max_factor!r}.')
 
 
 def _check_flag(name: str, value: Any) -> None:
@@ -270,7 +293,7 @@ def _check_flag(name: str, value: Any) -> None:
 
 def _compose(base: optax.GradientTransformation, layers, axis_name,
              scale_output: bool, record_factors: bool,
-             exclude: layers_lib.ExcludeSpec
+             exclude: layers_lib.ExcludeSpec, max_factor: Optional[float]
              ) -> optax.GradientTransformationExtraArgs:
   """Runs `base` with the layer factors of the gradient it receives.
 
@@ -279,6 +302,7 @@ def _compose(base: optax.GradientTransformation, layers, axis_name,
   """
   layers_lib.validate_layers(layers)
   layers_lib.validate_exclude(exclude)
+  _check_max_factor(max_factor)
   _check_flag('record_factors', record_factors)
   base = optax.with_extra_args_support(base)
 
@@ -289,7 +313,7 @@ def _compose(base: optax.GradientTransformation, layers, axis_name,
     return base.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    factors = _Factors(updates, layers, axis_name, exclude)
+    factors = _Factors(updates, layers, axis_name, exclude, max_factor)
     base_state = state.base_state if record_factors else state
     if not scale_output:
       updates = factors.apply(updates)
@@ -311,6 +335,7 @@ def layerwise(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
@@ -322,7 +347,23 @@ def layerwise(
 
   This is how the paper puts its rate on top of AdaGrad (eq. 8 with ``t``
   replaced by ``t_l``): the accumulator sees raw gradients, the layer rate
-  multiplies the final step. It applies as is to Adam, RMSProp, etc.
+  multiplies the final step.
+
+  When the factor is safe as is: it is >= 1 and grows (to ~44.7 in float32)
+  as a layer's gradient vanishes. Measured by
+  ``python -m experiments.near_minimum`` (parabola and Rosenbrock, float32
+  and complex64, 10,000 steps; table in the README):
+
+  - optimizers whose step shrinks with the gradient (SGD, Nesterov,
+    AdaGrad, AMSGrad, RMSProp) still converge, but the factor multiplies the
+    base rate by ~2-3 on average, so a rate tuned at the edge of stability
+    for the plain optimizer can become unstable (momentum SGD at 1e-3 on
+    Rosenbrock, with or without a cap): lower the base rate instead;
+  - Adam, AdamW and Yogi, whose normalised step does not shrink with the
+    gradient, failed to converge with the uncapped factor (parabola and/or
+    Rosenbrock); ``max_factor=2`` restored it on the parabola, and for Yogi
+    on both problems, but not for Adam on Rosenbrock in float32;
+  - sign-based steps (Lion, sign SGD) converged to the tolerance either way.
 
   Args:
     base: the optimizer (any `optax.GradientTransformation`).
@@ -333,6 +374,7 @@ def layerwise(
       see `recorded_factors`.
     exclude: leaves that get factor 1, i.e. exactly `base`'s update; see
       `scale_by_layer_gradient`.
+    max_factor: a cap on the factor; see `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
@@ -350,7 +392,8 @@ def layerwise(
     -0.002913
   """
   return _compose(base, layers, axis_name, scale_output=True,
-                  record_factors=record_factors, exclude=exclude)
+                  record_factors=record_factors, exclude=exclude,
+                  max_factor=max_factor)
 
 
 def prescaled(
@@ -360,6 +403,7 @@ def prescaled(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   """`base` fed with the layer-scaled gradient; state is `base`'s own.
 
@@ -368,7 +412,8 @@ def prescaled(
   a `LayerwiseState` with `record_factors`.
   """
   return _compose(base, layers, axis_name, scale_output=False,
-                  record_factors=record_factors, exclude=exclude)
+                  record_factors=record_factors, exclude=exclude,
+                  max_factor=max_factor)
 
 
 def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
