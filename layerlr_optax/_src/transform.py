@@ -363,7 +363,8 @@ def layerwise(
     gradient, failed to converge with the uncapped factor (parabola and/or
     Rosenbrock); ``max_factor=2`` restored it on the parabola, and for Yogi
     on both problems, but not for Adam on Rosenbrock in float32;
-  - sign-based steps (Lion, sign SGD) converged to the tolerance either way.
+  - sign-based steps (Lion, sign SGD) converged with the uncapped factor
+    (plain sign SGD did not, on Rosenbrock at its rate).
 
   Args:
     base: the optimizer (any `optax.GradientTransformation`).
