@@ -337,7 +337,7 @@ def best_markdown(payload: dict[str, Any]) -> str:
       f"### {payload['experiment']}: learning-rate sweep",
       '',
       f'Selection metric: {payload["metric"]} ({payload["grid_seeds"]} '
-      f'seeds per grid point); each method\'s best rate is then rerun to '
+      f'seeds per grid point once complete); each method\'s best rate is then rerun to '
       f'{payload["best_seeds"]} seeds. Robustness: the width of the range of '
       f'rates whose mean error is within {payload["tolerance"]:.0%} '
       '(relative) of the best, in factors of 2 (0: only the best rate). '
@@ -416,7 +416,8 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
   grid = payload['grid']
   bases = list(dict.fromkeys(Method.parse(m).base for m, points in grid.items()
                              if points)) or ['sgd']
-  fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.8),
+  fig, axes = plt.subplots(1, len(bases),
+                           figsize=(max(6.0, 4.2 * len(bases)), 4.2),
                            squeeze=False, sharey=True)
   for ax, base in zip(axes[0], bases):
     for name, points in grid.items():
@@ -445,9 +446,10 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
     ax.set_title(base)
     ax.legend(fontsize=7)
   axes[0, 0].set_ylabel('final test error (%)')
-  fig.suptitle(f'{payload["experiment"]}: tuning curves (mean ± std over '
-               f'{payload["grid_seeds"]} seeds; x at 90: diverged; '
-               '* best, rerun with more seeds)', fontsize=9)
+  fig.suptitle(f'{payload["experiment"]}: final test error vs base rate, '
+               f'mean ± std over up to {payload["grid_seeds"]} seeds\n'
+               'x at 90%: diverged; *: best rate (rerun with more seeds)',
+               fontsize=9)
   fig.tight_layout()
   records.write_figure(fig, path)
   plt.close(fig)
