@@ -21,6 +21,8 @@ def parse_args(prog: str, description: str, argv: list[str] | None,
   parser.add_argument('experiment', help='one of: ' +
                       ', '.join(configs.available()))
   parser.add_argument('--workdir', required=True)
+  parser.add_argument('--debug', action='store_true',
+                      help='show the Python traceback of a user error')
   if extra:
     extra(parser)
   args, overrides = parser.parse_known_args(argv)
@@ -29,18 +31,41 @@ def parse_args(prog: str, description: str, argv: list[str] | None,
   return args, config
 
 
+def user_errors_as_messages(fn, debug: bool = False):
+  """Runs `fn`; a user error (bad config, missing data, refused workdir)
+  prints one line naming the problem and returns None, without a
+  traceback unless `debug`. Bugs still raise."""
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return fn()
+  except (configs.ConfigError, data_lib.DataError,
+          workdir_lib.WorkdirError) as e:
+    if debug:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-  args, config = parse_args(
+  debug = '--debug' in (argv if argv is not None else sys.argv)
+  parsed = user_errors_as_messages(lambda: parse_args(
       'python -m experiments.run',
       'Runs one experiment: every method x seed, then the results.json, '
       'table.md, curves.png and layer_rates.png in --workdir.', argv,
       lambda p: p.add_argument(
           '--overwrite', action='store_true',
           help='start afresh; old outputs are moved to '
-          'WORKDIR/previous-<time>/, never deleted'))
+          'WORKDIR/previous-<time>/, never deleted')), debug)
+  if parsed is None:
+    return 2
+  args, config = parsed
   from experiments import train  # pylint: disable=g-import-not-at-top
-  results = train.train_and_evaluate(config, args.workdir,
-                                     overwrite=args.overwrite)
+  results = user_errors_as_messages(
+      lambda: train.train_and_evaluate(config, args.workdir,
+                                       overwrite=args.overwrite), args.debug)
+  if results is None:
+    return 2
   print(f'wrote {os.path.join(args.workdir, "results.json")} '
         f'({len(results.runs)} runs)')
   with open(os.path.join(args.workdir, 'table.md')) as f:

@@ -94,12 +94,16 @@ class Sweep:
   """The runs of one sweep in a workdir, and what they say."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               overwrite: bool = False):
+               overwrite: bool = False, load_data: bool = True):
     self.methods = validate(config)
     self.config = config
     config.on_divergence = 'record'
     # Runs are short and resumed whole: no per-run checkpoints.
     config.checkpoint_every = 0
+    self.pipeline = None
+    if load_data:  # before the workdir is claimed: a wrong data_dir
+      from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+      self.pipeline = data_lib.make_pipeline(config)
     self.workdir = workdir
     self.store = workdir_lib.RunStore(
         workdir, config, overwrite=overwrite,
@@ -183,7 +187,7 @@ class Sweep:
 
   def _train(self, specs) -> None:
     from experiments import train  # pylint: disable=g-import-not-at-top
-    train.train_runs(self.config, specs, self.store)
+    train.train_runs(self.config, specs, self.store, self.pipeline)
 
   def run(self) -> dict[str, Any]:
     """Trains whatever is missing (stage 1, then stage 2); writes outputs."""
@@ -305,7 +309,7 @@ def load(workdir: str) -> Sweep:
     config = ml_collections.ConfigDict(json.load(f))
   config.sweep.lr_log2_steps = tuple(config.sweep.lr_log2_steps)
   config.lr_stepvalues = tuple(config.lr_stepvalues)
-  sweep = Sweep(config, workdir)
+  sweep = Sweep(config, workdir, load_data=False)
   sweep.replay()
   return sweep
 
@@ -457,15 +461,23 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   from experiments import run as run_lib  # pylint: disable=g-import-not-at-top
-  args, config = run_lib.parse_args(
+  parsed = run_lib.user_errors_as_messages(lambda: run_lib.parse_args(
       'python -m experiments.sweep',
       'Learning-rate sweep of every method of config.sweep.methods (stage 1: '
       'grid x grid_seeds; stage 2: the best rate x best_seeds), resumable; '
       'writes sweep.json, best.md and tuning.png in --workdir.', argv,
       lambda p: p.add_argument(
           '--overwrite', action='store_true',
-          help='start afresh; old runs are moved to WORKDIR/previous-<time>/'))
-  payload = Sweep(config, args.workdir, overwrite=args.overwrite).run()
+          help='start afresh; old runs are moved to WORKDIR/previous-<time>/')
+  ), '--debug' in (argv if argv is not None else sys.argv))
+  if parsed is None:
+    return 2
+  args, config = parsed
+  payload = run_lib.user_errors_as_messages(
+      lambda: Sweep(config, args.workdir, overwrite=args.overwrite).run(),
+      args.debug)
+  if payload is None:
+    return 2
   for name in OUTPUTS:
     print(f'wrote {os.path.join(args.workdir, name)}')
   print(best_markdown(payload))

@@ -458,11 +458,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   methods = configs.validate(config)
   if config.distributed:
     jax.distributed.initialize()
+  # The data is found and read before the workdir is claimed, so that a
+  # wrong data_dir leaves nothing behind.
+  pipeline = data_lib.make_pipeline(config)
   store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)
   seeds = [config.seed_offset + i for i in range(config.num_seeds)]
   specs = [RunSpec(m, s) for m in methods for s in seeds]
   start = time.perf_counter()
-  vmapped = train_runs(config, specs, store)
+  vmapped = train_runs(config, specs, store, pipeline)
   runs = [store.load_run(spec.name) for spec in specs]
   results = records.Results(
       experiment=config.experiment,

@@ -14,15 +14,18 @@ from experiments import train
 from experiments import workdir as workdir_lib
 
 
-def test_finished_workdir_is_never_overwritten(mnist_dir, tmp_path):
+def test_finished_workdir_is_never_overwritten(mnist_dir, tmp_path, capsys):
   workdir = str(tmp_path / 'w')
   args = ['mnist_lenet', '--workdir', workdir, '--config.data_source=local',
           f'--config.data_dir={mnist_dir}', '--config.num_seeds=1',
           '--config.num_steps=2', '--config.eval_every=2',
           '--config.log_every=2', '--config.methods=sgd']
-  run_lib.main(args)
+  assert run_lib.main(args) == 0
+  # A user error: one line naming the problem and the fix, exit status 2.
+  assert run_lib.main(args) == 2
+  assert '--overwrite' in capsys.readouterr().err
   with pytest.raises(workdir_lib.WorkdirError, match='--overwrite'):
-    run_lib.main(args)
+    run_lib.main(args + ['--debug'])
   # With --overwrite the old outputs are moved aside, not deleted.
   run_lib.main(args + ['--overwrite'])
   backups = [d for d in os.listdir(workdir) if d.startswith('previous-')]
@@ -145,3 +148,20 @@ def test_keys_added_later_at_their_default_do_not_block_resume(
   workdir_lib.RunStore(workdir, mnist_config())  # the default: resumable
   with pytest.raises(workdir_lib.WorkdirError, match='warmup_fraction'):
     workdir_lib.RunStore(workdir, mnist_config(warmup_fraction=0.5))
+
+
+def test_user_errors_are_one_line_and_leave_nothing(mnist_dir, tmp_path,
+                                                   run_module):
+  workdir = tmp_path / 'w'
+  for args, message in (
+      (['--config.data_source=local', f'--config.data_dir={tmp_path}/none'],
+       'train-images-idx3-ubyte.gz'),
+      (['--config.num_stpes=3'], 'no such key'),
+      (['--config.methods=sgd,sdg'], 'unknown method'),
+  ):
+    proc = run_module('experiments.run', 'mnist_lenet', '--workdir',
+                      str(workdir), *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith('error: ') and message in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not workdir.exists()  # nothing claimed, nothing to clean up
