@@ -190,6 +190,46 @@ class DeepMLP(nn.Module):
                     name='out')(x)
 
 
+class RowTransformer(nn.Module):
+  """A small pre-LayerNorm transformer reading an image row by row.
+
+  Each of the H rows (W x C values) is a token: a Dense embedding to
+  `width`, learned position embeddings, `depth` blocks of LayerNorm ->
+  multi-head self-attention -> residual, LayerNorm -> MLP (4x, GELU) ->
+  residual, then LayerNorm, mean over tokens and a Dense head. The reviewer's
+  workload with normalisation layers: every LayerNorm scale/bias is its own
+  Flax module (so its own "layer" for the factor, and a natural candidate
+  for ``exclude=``).
+  """
+  num_classes: int = 10
+  depth: int = 2
+  width: int = 64
+  heads: int = 4
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    tokens = x.reshape((x.shape[0], x.shape[1], -1))
+    h = nn.Dense(self.width, kernel_init=caffe_xavier, name='embed')(tokens)
+    position = self.param('position', nn.initializers.normal(0.02),
+                          (tokens.shape[1], self.width))
+    h = h + position
+    for i in range(self.depth):
+      y = nn.LayerNorm(name=f'block{i}_ln1')(h)
+      y = nn.MultiHeadDotProductAttention(
+          num_heads=self.heads, kernel_init=caffe_xavier,
+          name=f'block{i}_attention')(y, y)
+      h = h + y
+      y = nn.LayerNorm(name=f'block{i}_ln2')(h)
+      y = nn.gelu(nn.Dense(4 * self.width, kernel_init=caffe_xavier,
+                           name=f'block{i}_mlp_in')(y))
+      h = h + nn.Dense(self.width, kernel_init=caffe_xavier,
+                       name=f'block{i}_mlp_out')(y)
+    h = nn.LayerNorm(name='final_ln')(h).mean(axis=1)
+    return nn.Dense(self.num_classes, kernel_init=caffe_xavier,
+                    name='head')(h)
+
+
 def _deep_mlp(depth: int, activation: str):
   return lambda num_classes: DeepMLP(num_classes=num_classes, depth=depth,
                                      activation=activation)
@@ -201,6 +241,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'alexnet': AlexNet,
     **{f'mlp{depth}_{act}': _deep_mlp(depth, act)
        for depth in (5, 10, 20) for act in ('sigmoid', 'tanh')},
+    'row_transformer': RowTransformer,
 }
 
 

@@ -96,8 +96,9 @@ def table_markdown(results: records.Results) -> str:
         'negative favours the variant.' +
         (' Paper Δ in parentheses.' if paper else ''),
         '',
-        '| iteration | ' + ' | '.join(f'{b}: Δ, p (paper Δ)'
-                                      for _, b in pair_list) + ' |',
+        '| iteration | ' + ' | '.join(
+            f'{b}: Δ, p' + (' (paper Δ)' if paper else '')
+            for _, b in pair_list) + ' |',
         '|---|' + '---|' * len(pair_list),
     ]
     for i, step in enumerate(steps):

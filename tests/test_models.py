@@ -55,3 +55,13 @@ def test_deep_mlp_layers_are_modules():
   assert params['out']['kernel'].shape == (256, 10)
   # Xavier (uniform, fan-in): bound sqrt(3 / fan_in).
   assert float(jnp.abs(params['fc2']['kernel']).max()) <= np.sqrt(3 / 256)
+
+
+def test_row_transformer_has_normalisation_layers_as_modules():
+  model = models.MODELS['row_transformer'](num_classes=10)
+  params = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))['params']
+  assert {'block0_ln1', 'block1_ln2', 'final_ln', 'block0_attention',
+          'embed', 'head', 'position'} <= set(params)
+  assert set(params['block0_ln1']) == {'scale', 'bias'}
+  logits = model.apply({'params': params}, jnp.zeros((2, 28, 28, 1)))
+  assert logits.shape == (2, 10)
