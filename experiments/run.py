@@ -14,10 +14,48 @@ import sys
 from experiments import configs
 
 
+def _shown(value) -> str:
+  """A value as one would type it after --config.KEY=."""
+  if hasattr(value, 'keys'):
+    return '{}'
+  if isinstance(value, str):
+    return value if value else "''  (empty)"
+  if isinstance(value, tuple):
+    return '(' + ','.join(str(v) for v in value) + ')'
+  return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _keys_help(argv: list[str]) -> str:
+  """The --help epilog: how overrides work and the keys of the experiment
+  named on the command line (or of mnist_lenet), with their values."""
+  named = [a for a in argv if a in configs.available()]
+  experiment = named[0] if named else 'mnist_lenet'
+  config = configs.get_config(experiment)
+  lines = ['Overrides: --config.KEY=VALUE, typed like the current value '
+           '(numbers, true/false, (a,b) tuples, nested keys as '
+           '--config.sweep.grid_seeds=2). Keys of '
+           f'{experiment}{"" if named else " (name an experiment before --help for its own)"}:']
+
+  def walk(node, prefix):
+    for key in sorted(node.keys()):
+      value = node[key]
+      if key == 'paper_table':
+        lines.append(f'  --config.{prefix}{key}=... (the paper\'s numbers)')
+      elif hasattr(value, 'keys') and len(value.keys()):
+        walk(value, f'{prefix}{key}.')
+      else:
+        lines.append(f'  --config.{prefix}{key}={_shown(value)}')
+  walk(config, '')
+  return '\n'.join(lines)
+
+
 def parse_args(prog: str, description: str, argv: list[str] | None,
                extra=None):
   """(args, config) from ``EXPERIMENT --workdir DIR [--config.K=V ...]``."""
-  parser = argparse.ArgumentParser(prog=prog, description=description)
+  parser = argparse.ArgumentParser(
+      prog=prog, description=description,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog=_keys_help(argv if argv is not None else sys.argv[1:]))
   parser.add_argument('experiment', help='one of: ' +
                       ', '.join(configs.available()))
   parser.add_argument('--workdir', required=True)

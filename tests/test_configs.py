@@ -47,3 +47,14 @@ def test_bad_configs_fail_before_training(mnist_config, tmp_path, overrides,
   with pytest.raises(configs.ConfigError, match=message):
     train.train_and_evaluate(mnist_config(**overrides), str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()
+
+
+def test_help_documents_overrides_and_lists_the_experiments_keys(run_module):
+  proc = run_module('experiments.run', 'mnist_deep_mlp', '--help')
+  assert proc.returncode == 0, proc.stderr
+  assert '--config.KEY=VALUE' in proc.stdout
+  assert '--config.model=mlp20_tanh' in proc.stdout
+  assert '--config.sweep.grid_seeds=3' in proc.stdout
+  assert '--config.lr_stepvalues=()' in proc.stdout
+  proc = run_module('experiments.sweep', '--help')
+  assert proc.returncode == 0 and 'Keys of mnist_lenet' in proc.stdout
