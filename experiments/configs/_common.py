@@ -70,3 +70,17 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.paper_table = ml_collections.ConfigDict()
   return config
+
+
+def caffe_lenet_solver(config: ml_collections.ConfigDict) -> None:
+  """Caffe's examples/mnist/lenet_solver.prototxt (the paper's MNIST
+  solver, assumed: docs/PAPER.md): batch 64, lr 0.01 with the `inv` policy
+  (gamma 1e-4, power 0.75), momentum 0.9, weight decay 5e-4, bias lr x2."""
+  config.batch_size = 64
+  config.base_lr = 0.01
+  config.lr_policy = 'inv'
+  config.lr_gamma = 1e-4
+  config.lr_power = 0.75
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.bias_lr_mult = 2.0

@@ -34,14 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.eval_batch_size = 1000
 
-  # Caffe's LeNet solver (the paper's MNIST setting), for every depth.
-  config.base_lr = 0.01
-  config.lr_policy = 'inv'
-  config.lr_gamma = 1e-4
-  config.lr_power = 0.75
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.bias_lr_mult = 2.0
+  _common.caffe_lenet_solver(config)
 
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
                           'adagrad+layer,nag,nag+layer,adam,adam+layer,lars,'

@@ -27,14 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.eval_batch_size = 1000
 
-  # Caffe's lenet_solver.prototxt.
-  config.base_lr = 0.01
-  config.lr_policy = 'inv'
-  config.lr_gamma = 1e-4
-  config.lr_power = 0.75
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.bias_lr_mult = 2.0
+  _common.caffe_lenet_solver(config)
   # The tuned comparison (python -m experiments.sweep mnist_lenet): every
   # base with and without the layer factor, the +global control for SGD and
   # AdaGrad, the warm-up control for SGD, LARS and LAMB. Ordered so that an
