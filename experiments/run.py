@@ -83,6 +83,11 @@ def user_errors_as_messages(fn, debug: bool = False):
       raise
     print(f'error: {e}', file=sys.stderr)
     return None
+  except KeyboardInterrupt:
+    print('interrupted: every finished run is saved (in --workdir/runs/, '
+          'with checkpoints of unfinished ones when checkpoint_every > 0); '
+          'run the same command again to resume.', file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -404,6 +405,13 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
   vmapped = parallel.seeds_vmapped(config.seed_parallelism)
   if not todo:
     return vmapped
+  done = len(specs) - len(todo)
+  if done:
+    resumed = [s.name for s in todo if store.checkpoint_step(s.name)]
+    print(f'resuming in {store.workdir}: {done} of {len(specs)} runs are '
+          f'finished and kept; training the other {len(todo)}'
+          + (f' ({", ".join(resumed)} from their last checkpoint)'
+             if resumed else '') + '.', file=sys.stderr, flush=True)
   pipeline = pipeline or data_lib.make_pipeline(config)
   mesh = mesh or parallel.make_mesh()
   commit = code_commit()

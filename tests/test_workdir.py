@@ -34,7 +34,7 @@ def test_finished_workdir_is_never_overwritten(mnist_dir, tmp_path, capsys):
 
 
 def test_resume_after_interruption_reuses_finished_runs(mnist_config, tmp_path,
-                                                        monkeypatch):
+                                                        monkeypatch, capsys):
   workdir = str(tmp_path / 'w')
   config = mnist_config(num_seeds=2, methods='sgd')
   calls = []
@@ -54,8 +54,10 @@ def test_resume_after_interruption_reuses_finished_runs(mnist_config, tmp_path,
   with pytest.raises(workdir_lib.WorkdirError, match='changed: num_steps'):
     train.train_and_evaluate(mnist_config(num_seeds=2, methods='sgd',
                                           num_steps=6), workdir)
+  capsys.readouterr()
   train.train_and_evaluate(config, workdir)
   assert calls == [0, 1, 1]  # seed 0 was not rerun
+  assert '1 of 2 runs are finished and kept' in capsys.readouterr().err
 
 
 def test_checkpoint_resume_is_bit_exact(mnist_config, tmp_path, monkeypatch):
@@ -165,3 +167,12 @@ def test_user_errors_are_one_line_and_leave_nothing(mnist_dir, tmp_path,
     assert proc.stderr.startswith('error: ') and message in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not workdir.exists()  # nothing claimed, nothing to clean up
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(capsys):
+  def interrupted():
+    raise KeyboardInterrupt
+  with pytest.raises(SystemExit) as exit_info:
+    run_lib.user_errors_as_messages(interrupted)
+  assert exit_info.value.code == 130
+  assert 'run the same command again to resume' in capsys.readouterr().err
