@@ -10,7 +10,6 @@ and the ratio to ``optax.sgd(m=0.9)`` measured in the same process.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
