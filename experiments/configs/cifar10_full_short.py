@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   # The tuned comparison (python -m experiments.sweep cifar10_full_short):
   # the paper's pairs and the +global control, 2 seeds per grid point, the
-  # best rate to 5 seeds. About 9 minutes a run on 2 CPU cores: ~75 runs,
+  # best rate to 5 seeds. About 9 minutes a run on 2 CPU cores (estimated, ~150 ms a step): ~75 runs,
   # ~11 hours; meant for an accelerator or several sessions.
   config.sweep.methods = 'sgd,sgd+layer,sgd+global,adagrad,adagrad+layer'
   config.sweep.grid_seeds = 2
