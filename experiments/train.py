@@ -405,9 +405,11 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
   vmapped = parallel.seeds_vmapped(config.seed_parallelism)
   if not todo:
     return vmapped
+  # Read each run's latest checkpoint step once (it opens an orbax manager).
+  start_steps = {s.name: store.checkpoint_step(s.name) for s in todo}
   done = len(specs) - len(todo)
   if done:
-    resumed = [s.name for s in todo if store.checkpoint_step(s.name)]
+    resumed = [s.name for s in todo if start_steps[s.name]]
     print(f'resuming in {store.workdir}: {done} of {len(specs)} runs are '
           f'finished and kept; training the other {len(todo)}'
           + (f' ({", ".join(resumed)} from their last checkpoint)'
@@ -424,7 +426,7 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
                         base_lr=base_lr)
       groups = parallel.seed_groups(
           point_specs, vmapped, config.max_vmapped_seeds,
-          start_step=lambda s: store.checkpoint_step(s.name))
+          start_step=lambda s: start_steps[s.name])
       for group in groups:
         progress.set_description(', '.join(s.name for s in group))
         trained = trainer.train(group, store, progress)
