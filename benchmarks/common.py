@@ -67,11 +67,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 # The optimizers and trees every benchmark selects from -----------------
 
 BASELINE = 'optax.sgd'
+
+
+def _stacked_blocks(tree):
+  """The `stacked` rule of the stacked trees: ``blocks`` along axis 0."""
+  return {key: 0 if key == 'blocks' else None for key in tree}
+
+
 OPTIMIZERS = {
     'optax.sgd': lambda: optax.sgd(0.01, momentum=0.9),
     'layerlr_optax.sgd': lambda: layerlr_optax.sgd(0.01, momentum=0.9),
     'layerlr_optax.sgd[leaf]': lambda: layerlr_optax.sgd(0.01, momentum=0.9,
                                                          layers='leaf'),
+    # A factor per stacked block (trees.stacked); elsewhere = layerlr_optax.sgd.
+    'layerlr_optax.sgd[stacked]': lambda: layerlr_optax.sgd(
+        0.01, momentum=0.9, stacked=_stacked_blocks),
     'optax.lars': lambda: optax.lars(0.01),
     'optax.lamb': lambda: optax.lamb(1e-3),
     'optax.adagrad': lambda: optax.adagrad(0.01),

@@ -62,6 +62,20 @@ def deep_mlp(depth: int, total: int = 4_000_000):
   return {f'dense{i}': _dense(width, width) for i in range(depth)}
 
 
+def stacked(depth: int = 48, width: int = 256):
+  """`depth` equal dense blocks stacked along a leading axis, as
+  ``flax.linen.scan`` stores them, and a head."""
+  return {'blocks': {'kernel': (depth, width, width), 'bias': (depth, width)},
+          'head': _dense(width, 10)}
+
+
+def unrolled(depth: int = 48, width: int = 256):
+  """The same parameters as `stacked`, one module per block."""
+  tree = {f'block{i}': _dense(width, width) for i in range(depth)}
+  tree['head'] = _dense(width, 10)
+  return tree
+
+
 TREES = {
     'lenet': lenet,
     'cifar10_full': cifar10_full,
@@ -70,6 +84,8 @@ TREES = {
     'deep_mlp_10': lambda: deep_mlp(10),
     'deep_mlp_100': lambda: deep_mlp(100),
     'deep_mlp_1000': lambda: deep_mlp(1000),
+    'stacked_48': stacked,
+    'unrolled_48': unrolled,
 }
 
 

@@ -12,6 +12,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+try:
+  shard_map = jax.shard_map
+except AttributeError:  # jax < 0.6: the minimum-version environment
+  from jax.experimental.shard_map import shard_map  # pylint: disable=g-import-not-at-top
+
 import layerlr_optax
 
 assert len(jax.devices()) == 8, jax.devices()
@@ -73,7 +78,7 @@ for axis_name, should_match in (('fsdp', True), (None, False)):
     return local.update(grads, local.init(grads))[0]
 
   spec = jax.tree.map(lambda _: P('fsdp'), grad_seq[1])
-  mapped = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(spec,),
+  mapped = jax.jit(shard_map(per_device, mesh=mesh, in_specs=(spec,),
                                  out_specs=spec))
   got = mapped(shard(grad_seq[1]))
   close = all(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
@@ -91,5 +96,70 @@ for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
                              atol=1e-8)
 print('pmap axis_name: matches global norm')
+
+# Scan-stacked layers (issue #11): 8 blocks stacked along axis 0, each with
+# its own factor, equal to the same blocks unrolled into 8 modules.
+STACK = {'blocks': {'kernel': (8, 5, 8), 'bias': (8, 8)},
+         'head': {'w': (8, 3)}}
+STACKED = {'blocks': 0, 'head': None}
+stack_params = jax.tree.map(
+    lambda s: jnp.asarray(rng.standard_normal(s), jnp.float32), STACK,
+    is_leaf=lambda x: isinstance(x, tuple))
+stack_grads = [jax.tree.map(lambda p, i=i: p * (0.1 ** i), stack_params)
+               for i in range(4)]
+for grads in stack_grads:  # blocks 10x apart, so their factors differ
+  grads['blocks'] = jax.tree.map(
+      lambda g: g * (10.0 ** -jnp.arange(8.0)).reshape(
+          (8,) + (1,) * (g.ndim - 1)), grads['blocks'])
+
+
+def unroll(tree):
+  out = {f'block_{i}': jax.tree.map(lambda a, i=i: a[i], tree['blocks'])
+         for i in range(8)}
+  out['head'] = tree['head']
+  return out
+
+
+def assert_unrolled_equal(stacked_tree, unrolled_tree, what):
+  for a, b in zip(jax.tree.leaves(unroll(stacked_tree)),
+                  jax.tree.leaves(unrolled_tree)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                               atol=1e-7, err_msg=what)
+
+
+stack_sharding = {
+    'blocks': jax.tree.map(lambda _: fsdp, stack_params['blocks']),
+    'head': {'w': NamedSharding(mesh, P())},
+}
+stack_optimizers = {
+    'nag': lambda **kw: layerlr_optax.sgd(0.1, momentum=0.9, nesterov=True,
+                                          **kw),
+    'layerwise_adagrad': lambda **kw: layerlr_optax.layerwise(
+        optax.adagrad(0.1), **kw),
+}
+for name, make in stack_optimizers.items():
+  want = train(make(), unroll(stack_params), [unroll(g) for g in stack_grads])
+  got = train(make(stacked=STACKED), stack_params, stack_grads,
+              put=lambda t: jax.device_put(t, stack_sharding))
+  assert got['blocks']['kernel'].sharding.spec == P('fsdp')
+  assert_unrolled_equal(got, want, f'stacked axis sharded, {name}')
+  print(f'NamedSharding of the stacked axis, {name}: equal to unrolled')
+
+# shard_map: the devices split the blocks' other axes (each holds a shard of
+# every slice); axis_name sums the per-slice norms across them.
+full = layerlr_optax.scale_by_layer_gradient()
+want, _ = full.update(unroll(stack_grads[1]), optax.EmptyState())
+local = layerlr_optax.scale_by_layer_gradient(axis_name='fsdp',
+                                              stacked=STACKED)
+map_specs = {'blocks': {'kernel': P(None, None, 'fsdp'),
+                        'bias': P(None, 'fsdp')},
+             'head': {'w': P('fsdp')}}
+mapped = jax.jit(shard_map(
+    lambda g: local.update(g, local.init(g))[0], mesh=mesh,
+    in_specs=(map_specs,), out_specs=map_specs))
+got = mapped(jax.device_put(stack_grads[1], jax.tree.map(
+    lambda spec: NamedSharding(mesh, spec), map_specs)))
+assert_unrolled_equal(got, want, 'shard_map with stacked layers')
+print('shard_map axis_name with stacked layers: equal to unrolled')
 print('SHARDING OK')
 sys.exit(0)

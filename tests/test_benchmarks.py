@@ -17,6 +17,7 @@ def test_trees_have_the_documented_sizes():
   for depth in (10, 100, 1000):
     n, leaves = trees.count(f'deep_mlp_{depth}')
     assert leaves == 2 * depth and abs(n - 4_000_000) < 40_000
+  assert trees.count('stacked_48') == (trees.count('unrolled_48')[0], 4)
 
 
 def test_overhead_json_shape(tmp_path):

@@ -1,6 +1,7 @@
 """scale_by_layer_gradient / layerwise / layer_stats against the NumPy reference."""
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import chex
@@ -173,7 +174,8 @@ class StructuresTest(chex.TestCase):
       w: jax.Array
       b: jax.Array
 
-    @jax.tree_util.register_dataclass
+    @functools.partial(jax.tree_util.register_dataclass,
+                       data_fields=['first', 'second'], meta_fields=[])
     @dataclasses.dataclass
     class Block:
       first: Layer
@@ -195,56 +197,6 @@ class StructuresTest(chex.TestCase):
                                5.0 * reference.factor(10.0), rtol=1e-6)
     np.testing.assert_allclose(out[1][0], 0.5 * reference.factor(1.0),
                                rtol=1e-6)
-
-  def test_flax_linen_params(self):
-    import flax.linen as nn
-
-    class Net(nn.Module):
-
-      @nn.compact
-      def __call__(self, x):
-        return nn.Dense(2, name='out')(nn.relu(nn.Dense(3, name='hidden')(x)))
-
-    params = Net().init(jax.random.key(0), jnp.ones((1, 4)))
-    self.assertEqual(layerlr_optax.layer_partition(params), {
-        'params/hidden': ['params/hidden/bias', 'params/hidden/kernel'],
-        'params/out': ['params/out/bias', 'params/out/kernel'],
-    })
-
-  def test_flax_nnx_state_groups_kernel_and_bias(self):
-    from flax import nnx
-
-    class Net(nnx.Module):
-
-      def __init__(self, rngs):
-        self.hidden = nnx.Linear(4, 3, rngs=rngs)
-        self.out = nnx.Linear(3, 2, rngs=rngs)
-
-    state = nnx.state(Net(nnx.Rngs(0)), nnx.Param)
-    grads = jax.tree.map(jnp.ones_like, state)
-    self.assertEqual(layerlr_optax.layer_partition(grads), {
-        'hidden': ['hidden/bias', 'hidden/kernel'],
-        'out': ['out/bias', 'out/kernel'],
-    })
-    opt = layerlr_optax.sgd(1.0)
-    updates, _ = opt.update(grads, opt.init(state))
-    # hidden: 3 + 12 ones -> norm sqrt(15).
-    np.testing.assert_allclose(
-        jax.tree.leaves(updates)[0], -reference.factor(np.sqrt(15.0)),
-        rtol=1e-6)
-
-  def test_equinox_filtered_model(self):
-    import equinox as eqx
-    mlp = eqx.nn.MLP(3, 2, 4, 2, key=jax.random.key(0))
-    params = eqx.filter(mlp, eqx.is_array)
-    part = layerlr_optax.layer_partition(params)
-    self.assertEqual(list(part), ['layers/0', 'layers/1', 'layers/2'])
-    self.assertEqual(part['layers/0'], ['layers/0/weight', 'layers/0/bias'])
-    opt = layerlr_optax.sgd(0.1, momentum=0.9)
-    state = opt.init(params)
-    grads = jax.tree.map(jnp.ones_like, params)
-    updates, _ = jax.jit(opt.update)(grads, state, params)
-    self.assertEqual(jax.tree.structure(updates), jax.tree.structure(params))
 
 
 class OptaxCompositionTest(chex.TestCase):
@@ -534,15 +486,6 @@ class MaxFactorTest(chex.TestCase):
     recorded = layerlr_optax.recorded_factors(state)
     self.assertEqual(float(recorded['conv1']), 2.0)  # 1e-4 gradients: capped
     self.assertLess(float(recorded['head']), 2.0)  # large gradients: not
-
-  def test_cap_restores_adam_at_a_minimum(self):
-    """Near a minimum the uncapped factor inflates Adam's step (issue #11)."""
-    from experiments import near_minimum
-    for cap, converged in ((None, False), (2.0, True)):
-      opt = layerlr_optax.layerwise(optax.adam(0.1), max_factor=cap)
-      x = near_minimum.run('parabola', opt, jnp.dtype('float32'), 10_000)
-      self.assertEqual(near_minimum.distance('parabola', x) < 3e-2,
-                       converged, cap)
 
   def test_bad_caps(self):
     for bad in (0.5, -1.0, True, '2'):

@@ -42,6 +42,7 @@ def sgd(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: Optional[float] = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
@@ -74,6 +75,8 @@ def sgd(
       biases; see `scale_by_layer_gradient`.
     max_factor: a cap on the factor (None: the paper's, uncapped); see
       `scale_by_layer_gradient`.
+    stacked: leaves holding several stacked layers (``nn.scan``), each slice
+      with its own factor; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -98,7 +101,7 @@ def sgd(
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
       layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude, max_factor=max_factor)
+      exclude=exclude, max_factor=max_factor, stacked=stacked)
 
 
 def adagrad(
@@ -111,6 +114,7 @@ def adagrad(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: Optional[float] = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
@@ -135,6 +139,8 @@ def adagrad(
       biases; see `scale_by_layer_gradient`.
     max_factor: a cap on the factor (None: the paper's, uncapped); see
       `scale_by_layer_gradient`.
+    stacked: leaves holding several stacked layers (``nn.scan``), each slice
+      with its own factor; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -155,4 +161,4 @@ def adagrad(
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
       layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude, max_factor=max_factor)
+      exclude=exclude, max_factor=max_factor, stacked=stacked)

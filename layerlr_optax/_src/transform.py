@@ -86,7 +86,8 @@ def _accumulation_dtype(leaves: list[jax.Array]) -> Any:
   return dtype
 
 
-def _sq_norm(leaf: jax.Array, dtype) -> jax.Array:
+def _sq_norm(leaf: jax.Array, dtype,
+             stack_axis: Optional[int] = None) -> jax.Array:
   # The barrier keeps XLA from merging this `g * g` with the base optimizer's
   # own square of the same gradient (AdaGrad's and Adam's accumulators). Once
   # merged, the square has two users, cannot be fused into this reduction,
@@ -94,12 +95,18 @@ def _sq_norm(leaf: jax.Array, dtype) -> jax.Array:
   # time of layerwise(adam) on AlexNet/ResNet-50 (benchmarks/README.md).
   leaf = jax.lax.optimization_barrier(leaf)
   magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
-  return jnp.sum(jnp.square(magnitude.astype(dtype)))
+  squares = jnp.square(magnitude.astype(dtype))
+  if stack_axis is None:
+    return jnp.sum(squares)
+  # Stacked layers: one reduction over all other axes, a norm per slice.
+  return jnp.sum(squares, axis=tuple(a for a in range(leaf.ndim)
+                                     if a != stack_axis))
 
 
 def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
                     axis_name: Optional[str]) -> list[jax.Array]:
-  """Squared L2 norm of every layer: one scalar per layer.
+  """Squared L2 norm of every layer: one scalar per layer (a vector, one
+  entry per slice, for a group of stacked layers).
 
   Kept as separate scalars rather than one stacked vector: each layer's
   update then depends only on its own reduction, which lets XLA schedule the
@@ -108,10 +115,10 @@ def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
   XLA:CPU for 100+ layers (benchmarks/README.md).
   """
   per_layer: list[Any] = [None] * part.num_layers
-  for leaf, layer in zip(leaves, part.leaf_layer):
+  for leaf, layer, axis in zip(leaves, part.leaf_layer, part.leaf_stack_axis):
     if layer == layers_lib.EXCLUDED:
       continue
-    sq = _sq_norm(leaf, dtype)
+    sq = _sq_norm(leaf, dtype, axis)
     per_layer[layer] = sq if per_layer[layer] is None else per_layer[layer] + sq
   if axis_name is not None:
     # Each device holds a shard of every leaf: one all-reduce of all layers.
@@ -136,10 +143,12 @@ class LayerwiseState(NamedTuple):
   layer_factors: LayerFactorsState
 
 
-def _initial_factors(params: PyTree, layers, exclude) -> LayerFactorsState:
+def _initial_factors(params: PyTree, layers, exclude,
+                     stacked) -> LayerFactorsState:
   leaves, _ = _check_leaves(params)
   dtype = _accumulation_dtype(leaves)
-  names = layers_lib.partition(params, layers, exclude).layer_names
+  names = layers_lib.partition(params, layers, exclude,
+                               stacked).expanded_layer_names
   return LayerFactorsState({name: jnp.ones([], dtype) for name in names})
 
 
@@ -148,9 +157,10 @@ class _Factors:
 
   def __init__(self, updates: PyTree, layers, axis_name: Optional[str],
                exclude: layers_lib.ExcludeSpec = None,
-               max_factor: Optional[float] = None):
+               max_factor: Optional[float] = None,
+               stacked: layers_lib.StackedSpec = None):
     leaves, self.treedef = _check_leaves(updates)
-    self.partition = layers_lib.partition(updates, layers, exclude)
+    self.partition = layers_lib.partition(updates, layers, exclude, stacked)
     self.dtype = _accumulation_dtype(leaves)
     self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
                                     axis_name)
@@ -159,9 +169,27 @@ class _Factors:
       self.factors = [jnp.minimum(f, jnp.asarray(max_factor, f.dtype))
                       for f in self.factors]
 
+  def per_layer(self, values: list[jax.Array]) -> dict[str, jax.Array]:
+    """One scalar per layer name, a stacked group's vector split by slice."""
+    out = {}
+    for layer, value in enumerate(values):
+      names = self.partition.slice_names(layer)
+      if self.partition.layer_stack_size[layer] is None:
+        out[names[0]] = value
+      else:
+        out.update((name, value[i]) for i, name in enumerate(names))
+    return out
+
   def recorded(self) -> LayerFactorsState:
-    return LayerFactorsState(dict(zip(self.partition.layer_names,
-                                      self.factors)))
+    return LayerFactorsState(self.per_layer(self.factors))
+
+  def _factor_for(self, leaf: jax.Array, layer: int,
+                  axis: Optional[int]) -> jax.Array:
+    factor = self.factors[layer].astype(
+        jnp.promote_types(leaf.dtype, self.dtype))
+    if axis is None:
+      return factor
+    return factor.reshape([-1 if a == axis else 1 for a in range(leaf.ndim)])
 
   def apply(self, updates: PyTree) -> PyTree:
     try:
@@ -173,9 +201,9 @@ class _Factors:
           f'gradients it was given, {self.treedef}.') from e
     scaled = [
         leaf if layer == layers_lib.EXCLUDED else
-        (leaf * self.factors[layer].astype(
-            jnp.promote_types(leaf.dtype, self.dtype))).astype(leaf.dtype)
-        for leaf, layer in zip(leaves, self.partition.leaf_layer)
+        (leaf * self._factor_for(leaf, layer, axis)).astype(leaf.dtype)
+        for leaf, layer, axis in zip(leaves, self.partition.leaf_layer,
+                                     self.partition.leaf_stack_axis)
     ]
     return self.treedef.unflatten(scaled)
 
@@ -187,6 +215,7 @@ def scale_by_layer_gradient(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: Optional[float] = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
@@ -236,6 +265,20 @@ def scale_by_layer_gradient(
       AdaGrad late in training) but inflates the step near a minimum for
       optimizers whose step does not shrink with it (Adam, sign methods,
       ...): see the README's "near a minimum" table for measurements.
+    stacked: leaves that hold several layers stacked along one axis, as
+      ``flax.linen.scan``, ``nnx.scan``/``nnx.vmap`` or a ``jax.lax.scan``
+      over a params stack make them: each slice along that axis is a layer
+      of its own, with the factor of its own norm (over the slice's other
+      axes, summed across the leaves of its layer). A pytree with the
+      structure of the params (or a prefix of it) holding, per leaf or
+      subtree, the stacked axis (an int) or None (not stacked); or a
+      callable returning one from the params. ``stacked=0`` stacks every
+      leaf along its leading axis. The leaves of one layer must stack the
+      same number of layers. Slices are named ``<layer>[i]`` in
+      `layer_partition`, `layer_stats` and `recorded_factors`. Cost: one
+      reduction per leaf, as without stacking. With `axis_name`, the
+      devices must hold shards of every slice (the stacked axis itself not
+      split over `axis_name`).
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -257,17 +300,19 @@ def scale_by_layer_gradient(
   """
   layers_lib.validate_layers(layers)
   layers_lib.validate_exclude(exclude)
+  layers_lib.validate_stacked(stacked)
   _check_max_factor(max_factor)
   _check_flag('record_factors', record_factors)
 
   def init_fn(params):
     if record_factors:
-      return _initial_factors(params, layers, exclude)
+      return _initial_factors(params, layers, exclude, stacked)
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    factors = _Factors(updates, layers, axis_name, exclude, max_factor)
+    factors = _Factors(updates, layers, axis_name, exclude, max_factor,
+                       stacked)
     if record_factors:
       state = factors.recorded()
     return factors.apply(updates), state
@@ -293,7 +338,8 @@ def _check_flag(name: str, value: Any) -> None:
 
 def _compose(base: optax.GradientTransformation, layers, axis_name,
              scale_output: bool, record_factors: bool,
-             exclude: layers_lib.ExcludeSpec, max_factor: Optional[float]
+             exclude: layers_lib.ExcludeSpec, max_factor: Optional[float],
+             stacked: layers_lib.StackedSpec
              ) -> optax.GradientTransformationExtraArgs:
   """Runs `base` with the layer factors of the gradient it receives.
 
@@ -302,6 +348,7 @@ def _compose(base: optax.GradientTransformation, layers, axis_name,
   """
   layers_lib.validate_layers(layers)
   layers_lib.validate_exclude(exclude)
+  layers_lib.validate_stacked(stacked)
   _check_max_factor(max_factor)
   _check_flag('record_factors', record_factors)
   base = optax.with_extra_args_support(base)
@@ -309,11 +356,12 @@ def _compose(base: optax.GradientTransformation, layers, axis_name,
   def init_fn(params):
     if record_factors:
       return LayerwiseState(base.init(params),
-                            _initial_factors(params, layers, exclude))
+                            _initial_factors(params, layers, exclude, stacked))
     return base.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    factors = _Factors(updates, layers, axis_name, exclude, max_factor)
+    factors = _Factors(updates, layers, axis_name, exclude, max_factor,
+                       stacked)
     base_state = state.base_state if record_factors else state
     if not scale_output:
       updates = factors.apply(updates)
@@ -336,6 +384,7 @@ def layerwise(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: Optional[float] = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
@@ -376,6 +425,8 @@ def layerwise(
     exclude: leaves that get factor 1, i.e. exactly `base`'s update; see
       `scale_by_layer_gradient`.
     max_factor: a cap on the factor; see `scale_by_layer_gradient`.
+    stacked: leaves holding several stacked layers (a factor per slice); see
+      `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
@@ -394,7 +445,7 @@ def layerwise(
   """
   return _compose(base, layers, axis_name, scale_output=True,
                   record_factors=record_factors, exclude=exclude,
-                  max_factor=max_factor)
+                  max_factor=max_factor, stacked=stacked)
 
 
 def prescaled(
@@ -405,6 +456,7 @@ def prescaled(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: Optional[float] = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   """`base` fed with the layer-scaled gradient; state is `base`'s own.
 
@@ -414,7 +466,7 @@ def prescaled(
   """
   return _compose(base, layers, axis_name, scale_output=False,
                   record_factors=record_factors, exclude=exclude,
-                  max_factor=max_factor)
+                  max_factor=max_factor, stacked=stacked)
 
 
 def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
@@ -464,6 +516,7 @@ def layer_stats(
     *,
     axis_name: Optional[str] = None,
     exclude: layers_lib.ExcludeSpec = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> dict[str, dict[str, jax.Array]]:
   """Per-layer gradient norms and eq. 9 factors, for logging.
 
@@ -474,6 +527,8 @@ def layer_stats(
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
     exclude: see `scale_by_layer_gradient` (excluded leaves are left out).
+    stacked: see `scale_by_layer_gradient` (one entry per stacked slice,
+      named ``<layer>[i]``).
 
   Returns:
     ``{layer_name: {'grad_norm': scalar, 'factor': scalar}}`` in layer order.
@@ -486,12 +541,11 @@ def layer_stats(
     >>> print(f"{float(stats['a']['grad_norm']):.1f}")
     2.0
   """
-  factors = _Factors(updates, layers, axis_name, exclude)
-  return {
-      name: {'grad_norm': jnp.sqrt(sq), 'factor': factor}
-      for name, sq, factor in zip(factors.partition.layer_names,
-                                  factors.sq_norms, factors.factors)
-  }
+  factors = _Factors(updates, layers, axis_name, exclude, stacked=stacked)
+  norms = factors.per_layer([jnp.sqrt(sq) for sq in factors.sq_norms])
+  per_layer_factors = factors.per_layer(factors.factors)
+  return {name: {'grad_norm': norms[name], 'factor': per_layer_factors[name]}
+          for name in norms}
 
 
 def layer_partition(
@@ -499,6 +553,7 @@ def layer_partition(
     layers: layers_lib.LayersSpec = 'module',
     *,
     exclude: layers_lib.ExcludeSpec = None,
+    stacked: layers_lib.StackedSpec = None,
 ) -> dict[str, list[str]]:
   """Which leaves form which layer: ``{layer_name: [leaf paths]}``.
 
@@ -506,6 +561,9 @@ def layer_partition(
     tree: params or gradients (only the structure is used).
     layers: what a layer is; see `scale_by_layer_gradient`.
     exclude: see `scale_by_layer_gradient`; excluded leaves are in no layer.
+    stacked: see `scale_by_layer_gradient`; a stacked leaf appears in each of
+      its layers as ``path[i]`` (``path[:, i]`` for axis 1, ...). Needs the
+      shapes, so pass arrays or `jax.ShapeDtypeStruct` leaves.
 
   Returns:
     A dict from readable layer names to the readable paths of their leaves.
@@ -516,5 +574,8 @@ def layer_partition(
     >>> params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(1)}}
     >>> layerlr_optax.layer_partition(params)
     {'conv': ['conv/bias', 'conv/kernel']}
+    >>> stack = {'block': {'kernel': jnp.ones((2, 3, 3)), 'bias': jnp.ones((2, 3))}}
+    >>> layerlr_optax.layer_partition(stack, stacked=0)
+    {'block[0]': ['block/bias[0]', 'block/kernel[0]'], 'block[1]': ['block/bias[1]', 'block/kernel[1]']}
   """
-  return layers_lib.partition(tree, layers, exclude).as_dict()
+  return layers_lib.partition(tree, layers, exclude, stacked).as_dict()
