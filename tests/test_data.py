@@ -33,16 +33,63 @@ def test_missing_and_corrupt_mnist_files(tmp_path):
     data_lib.load('fashion', 'local', str(tmp_path))
 
 
-def test_tfds_source_fails_clearly_without_network(tmp_path, monkeypatch):
-  import importlib_resources  # noqa: F401  TFDS needs it to download.
+def _offline(monkeypatch):
+  """No network, whatever the machine has: every connection fails as DNS
+  does on a machine without internet."""
+  import socket
+
+  def refuse(address, *args, **kwargs):
+    raise socket.gaierror(-2, f'Name or service not known ({address[0]})')
+
+  monkeypatch.setattr(socket, 'create_connection', refuse)
+
+
+def test_tfds_offline_fails_fast_with_one_line_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys):
+  """The README's default (TFDS) without internet, typed as a user would."""
+  import time
+  from experiments import run
+  _offline(monkeypatch)
+  tfds_dir = tmp_path / 'tensorflow_datasets'
+  tfds_dir.mkdir()
+  (tfds_dir / 'users_file').write_text('kept')
+  workdir = tmp_path / 'workdir'
+  start = time.monotonic()
+  code = run.main(['mnist_lenet', '--workdir', str(workdir),
+                   f'--config.data_dir={tfds_dir}'])
+  elapsed = time.monotonic() - start
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert err[0].startswith("error: TFDS has no prepared 'mnist' in "), err
+  assert 'storage.googleapis.com is unreachable' in err[0]
+  assert ('--config.data_source=local --config.data_dir=DIR, where DIR '
+          'holds train-images-idx3-ubyte.gz') in err[0]
+  assert len(err) == 1, err
+  assert elapsed < 60, elapsed  # not TFDS's minutes of retries
+  assert sorted(os.listdir(tfds_dir)) == ['users_file']
+  assert not workdir.exists()
+
+
+def test_a_failed_tfds_download_removes_only_what_it_added(tmp_path,
+                                                           monkeypatch):
   import tensorflow_datasets as tfds
+  tfds_dir = tmp_path / 'tfds'
+  (tfds_dir / 'downloads').mkdir(parents=True)
+  (tfds_dir / 'downloads' / 'earlier.zip').write_text('kept')
+  monkeypatch.setattr(data_lib, '_unreachable', lambda host: None)
 
-  def offline(*args, **kwargs):
-    raise ConnectionError('Failed to resolve storage.googleapis.com')
+  def half_download(self, *args, **kwargs):
+    (tfds_dir / 'downloads' / 'mnist_partial.tmp').write_text('x')
+    (tfds_dir / 'mnist' / '3.0.1.incomplete').mkdir(parents=True)
+    raise ConnectionError('connection reset after 3 MB')
 
-  monkeypatch.setattr(tfds, 'load', offline)
-  with pytest.raises(data_lib.DataError, match='data_source=local'):
-    data_lib.load('mnist', 'tfds', str(tmp_path))
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare',
+                      half_download)
+  with pytest.raises(data_lib.DataError,
+                     match='partial download was removed.*data_source=local'):
+    data_lib.load('mnist', 'tfds', str(tfds_dir))
+  assert os.listdir(tfds_dir / 'downloads') == ['earlier.zip']
+  assert not (tfds_dir / 'mnist').exists()
 
 
 def test_cifar10_local_zip(cifar_dir, tmp_path, monkeypatch):

@@ -1,0 +1,53 @@
+"""Sphinx configuration: the API reference and the notebooks (not executed).
+
+Build: ``sphinx-build -W -b html docs docs/_build/html`` (the test suite
+does this with warnings as errors, tests/test_packaging.py).
+"""
+
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import layerlr_optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+project = 'layerlr-optax'
+author = 'The layerlr-optax authors'
+copyright = '2026, The layerlr-optax authors'  # pylint: disable=redefined-builtin
+release = version = layerlr_optax.__version__
+
+extensions = [
+    'sphinx.ext.autodoc',
+    'sphinx.ext.napoleon',      # Google-style Args:/Returns: as in optax
+    'sphinx.ext.mathjax',       # the docstrings' math
+    'sphinx.ext.viewcode',
+    'myst_nb',                  # Markdown pages and the notebooks
+]
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+autodoc_member_order = 'bysource'
+autodoc_typehints = 'signature'
+autodoc_preserve_defaults = True
+default_role = 'py:obj'
+
+# Notebooks are rendered with their committed outputs, never executed here.
+nb_execution_mode = 'off'
+myst_enable_extensions = ['dollarmath']
+myst_heading_anchors = 3
+
+html_theme = 'sphinx_book_theme'
+html_title = 'layerlr-optax'
+exclude_patterns = ['_build', 'PAPER.md', 'paper-excerpt.txt', '**.ipynb_checkpoints']
+suppress_warnings = ['myst.header']
+
+# The notebooks live in notebooks/ (where Colab opens them); Sphinx reads its
+# sources from docs/, so they are copied into a git-ignored folder per build.
+_NOTEBOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          '_notebooks')
+shutil.rmtree(_NOTEBOOKS, ignore_errors=True)
+os.makedirs(_NOTEBOOKS)
+for _name in sorted(os.listdir(os.path.join(ROOT, 'notebooks'))):
+  if _name.endswith('.ipynb'):
+    shutil.copy(os.path.join(ROOT, 'notebooks', _name), _NOTEBOOKS)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The package's own tests (not the experiments) at the oldest versions
+# pyproject.toml declares: the oldest supported Python with exactly the
+# lower bounds of jax/jaxlib, optax and chex, and nothing else of ours
+# (no Flax, Equinox or TensorFlow). Sets up ./.venv-min (again only when the
+# bounds change) and runs pytest there; extra arguments go to pytest.
+#
+#   bash scripts/test_min_versions.sh
+#
+# Run by the test suite (tests/test_packaging.py). PYTHON_MIN overrides the
+# interpreter; by default python3.X (X from requires-python) on PATH or in
+# pyenv.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${LAYERLR_MIN_VENV:-$ROOT/.venv-min}"
+want_python="$(python3 scripts/min_versions.py --python)"
+pins="$(python3 scripts/min_versions.py)"
+if [ -z "${PYTHON_MIN:-}" ]; then
+  # The first candidate that runs (a pyenv shim on PATH may not).
+  candidates=("$(command -v "python$want_python" || true)")
+  if command -v pyenv >/dev/null; then
+    candidates+=($(ls -d "$(pyenv root)"/versions/"$want_python".*/bin/python"$want_python" 2>/dev/null | sort -rV))
+  fi
+  candidates+=($(ls -d "$HOME"/.pyenv/versions/"$want_python".*/bin/python"$want_python" 2>/dev/null | sort -rV))
+  for candidate in "${candidates[@]}"; do
+    if [ -n "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+      PYTHON_MIN="$candidate"
+      break
+    fi
+  done
+fi
+if [ -z "${PYTHON_MIN:-}" ] || ! "$PYTHON_MIN" --version >/dev/null 2>&1; then
+  echo "error: Python $want_python (the oldest pyproject.toml supports) was not found; install it (e.g. 'pyenv install $want_python') or set PYTHON_MIN=/path/to/python$want_python." >&2
+  exit 2
+fi
+STAMP="$VENV/.layerlr-min-installed"
+WANT="$("$PYTHON_MIN" --version 2>&1) $pins"
+if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  echo "setup: $VENV with $("$PYTHON_MIN" --version 2>&1) and $pins" >&2
+  rm -rf "$VENV"
+  "$PYTHON_MIN" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install -q $pins "pytest>=8" "hypothesis>=6.100" >&2
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >&2
+  echo "$WANT" > "$STAMP"
+fi
+"$VENV/bin/python" - <<'PY'
+import sys, jax, jaxlib, optax, chex
+print(f'minimum versions: Python {sys.version.split()[0]}, jax {jax.__version__}, '
+      f'jaxlib {jaxlib.__version__}, optax {optax.__version__}, chex {chex.__version__}')
+PY
+# Left out, and said so: the check that XLA fuses the norm's g*g into its
+# reduction (no gradient-sized temporary). That is a property of the XLA in
+# jaxlib >= 0.10.2, measured to fail on 0.4.35-0.10.0 with or without the
+# barrier (README, "Supported versions"); the results are the same.
+echo "deselected at the minimum versions: test_no_gradient_sized_temporaries (an XLA >= 0.10.2 fusion property; see README)"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+  tests/test_transform.py tests/test_alias.py tests/test_properties.py \
+  tests/test_stacked.py tests/test_sharding.py layerlr_optax \
+  --deselect tests/test_transform.py::test_no_gradient_sized_temporaries "$@"
