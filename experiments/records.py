@@ -4,6 +4,7 @@ results of an experiment, and the one atomic writer for every file."""
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import json
 import os
 import subprocess
@@ -109,9 +110,15 @@ def load_results(path: str) -> Results:
 def write_atomic(path: str, data: str | bytes) -> None:
   """Writes `path` whole or not at all (a temporary file, then a rename)."""
   tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'wb' if isinstance(data, bytes) else 'w') as f:
-    f.write(data)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'wb' if isinstance(data, bytes) else 'w') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    # A full disk or a kill mid-write leaves the old `path` as it was.
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
 
 
 def write_figure(fig, path: str, dpi: int = 110) -> None:

@@ -83,6 +83,14 @@ def user_errors_as_messages(fn, debug: bool = False):
       raise
     print(f'error: {e}', file=sys.stderr)
     return None
+  except (OSError, ValueError) as e:
+    # A write the disk refused anywhere else (plots, TensorBoard files).
+    if debug or not workdir_lib.is_storage_error(e):
+      raise
+    print(f'error: {e}; free space or choose a writable --workdir, then '
+          'run the same command to resume (finished runs are kept).',
+          file=sys.stderr)
+    return None
   except KeyboardInterrupt:
     print('interrupted: every finished run is saved (in --workdir/runs/, '
           'with checkpoints of unfinished ones when checkpoint_every > 0); '

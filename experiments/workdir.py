@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import errno
+import glob
 import json
 import os
+import re
+import shutil
+import tempfile
 from typing import Any
 
 import ml_collections
@@ -37,13 +42,43 @@ def run_name(method: str, seed: int, base_lr: float | None = None) -> str:
   return f'{method}_lr{base_lr!r}_seed{seed}'
 
 
+# Errors that mean "this folder cannot take more data": the user's to fix.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES,
+                             errno.EPERM, errno.EDQUOT, errno.EFBIG})
+
+
+def is_storage_error(e: BaseException) -> bool:
+  if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+    return True
+  # Orbax/TensorStore report a full disk as ValueError('RESOURCE_EXHAUSTED:
+  # ...') or ('PERMISSION_DENIED: ...').
+  return isinstance(e, ValueError) and str(e).startswith(
+      ('RESOURCE_EXHAUSTED', 'PERMISSION_DENIED'))
+
+
+def storage_error(workdir: str, what: str, e: BaseException) -> 'WorkdirError':
+  """The one-line error for a write the workdir refused."""
+  reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+  code = re.search(r"os_error_code='?(\d+)", reason)
+  if code:  # TensorStore's long message ends in the OS error: say that.
+    reason = os.strerror(int(code.group(1)))
+  return WorkdirError(
+      f'could not write {what} in --workdir {workdir!r}: '
+      f'{reason.splitlines()[0][:200]}. '
+      'Nothing already there was changed: finished runs stay in its runs/ '
+      'folder and the last complete checkpoint stays usable. Free space or '
+      'choose a writable folder, then run the same command to resume.')
+
+
 class RunCheckpoints:
   """Orbax checkpoints of one run: the train state and the partial record
   (a JSON dict), so a resumed run continues bit for bit."""
 
-  def __init__(self, directory: str, max_to_keep: int = 2):
+  def __init__(self, directory: str, max_to_keep: int = 2,
+               workdir: str | None = None):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self._ocp = ocp
+    self._workdir = workdir or directory
     self.manager = ocp.CheckpointManager(
         os.path.abspath(directory),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
@@ -54,10 +89,20 @@ class RunCheckpoints:
 
   def save(self, step: int, state, record: dict) -> None:
     ocp = self._ocp
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        record=ocp.args.JsonSave(record)))
-    self.manager.wait_until_finished()
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          record=ocp.args.JsonSave(record)))
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if is_storage_error(e):
+        # The unfinished step's temporary folder would only fill the disk.
+        for partial in glob.glob(os.path.join(
+            self.manager.directory, f'{step}.orbax-checkpoint-tmp*')):
+          shutil.rmtree(partial, ignore_errors=True)
+        raise storage_error(self._workdir, f'the checkpoint of step {step}',
+                            e) from e
+      raise
 
   def restore(self, like, step: int | None = None):
     """(step, state, record); arrays placed like those of the state `like`."""
@@ -74,6 +119,18 @@ class RunCheckpoints:
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _check_writable(workdir: str) -> None:
+  """Fails before anything is claimed if `workdir` cannot be written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write-probe-'):
+      pass
+  except OSError as e:
+    raise WorkdirError(
+        f'--workdir {workdir!r} cannot be written ({e.strerror or e}); '
+        'choose a writable folder (nothing was changed).') from e
 
 
 class RunStore:
@@ -98,6 +155,7 @@ class RunStore:
       raise WorkdirError(f'--workdir {workdir!r} exists and is not a folder.')
     self.workdir = workdir
     self.runs_dir = os.path.join(workdir, 'runs')
+    _check_writable(workdir)
     os.makedirs(self.runs_dir, exist_ok=True)
     if finished_marker and os.path.exists(os.path.join(workdir,
                                                        finished_marker)):
@@ -155,20 +213,30 @@ class RunStore:
     return os.path.exists(self._run_path(name))
 
   def save_run(self, name: str, record: records.RunRecord) -> None:
-    records.write_atomic(self._run_path(name), json.dumps(record.to_json()))
+    try:
+      records.write_atomic(self._run_path(name), json.dumps(record.to_json()))
+    except OSError as e:
+      if is_storage_error(e):
+        raise storage_error(self.workdir, f'runs/{name}.json', e) from e
+      raise
 
   def load_run(self, name: str) -> records.RunRecord:
     with open(self._run_path(name)) as f:
       return records.RunRecord.from_json(json.load(f))
 
   def write_json(self, name: str, obj: Any) -> None:
-    records.write_json(os.path.join(self.workdir, name), obj)
+    try:
+      records.write_json(os.path.join(self.workdir, name), obj)
+    except OSError as e:
+      if is_storage_error(e):
+        raise storage_error(self.workdir, name, e) from e
+      raise
 
   def _checkpoint_dir(self, name: str) -> str:
     return os.path.join(self.workdir, 'checkpoints', name)
 
   def checkpoints(self, name: str) -> RunCheckpoints:
-    return RunCheckpoints(self._checkpoint_dir(name))
+    return RunCheckpoints(self._checkpoint_dir(name), workdir=self.workdir)
 
   def checkpoint_step(self, name: str) -> int | None:
     """The step a run would resume from (None: no checkpoint yet)."""

@@ -176,3 +176,69 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(capsys):
     run_lib.user_errors_as_messages(interrupted)
   assert exit_info.value.code == 130
   assert 'run the same command again to resume' in capsys.readouterr().err
+
+
+def _tiny_run_args(mnist_dir, workdir, *extra):
+  return ['mnist_lenet', '--workdir', str(workdir),
+          '--config.data_source=local', f'--config.data_dir={mnist_dir}',
+          '--config.num_steps=4', '--config.num_seeds=1', '--config.methods=sgd',
+          '--config.eval_every=2', '--config.log_every=2', *extra]
+
+
+def test_a_read_only_workdir_is_refused_before_training(mnist_dir, tmp_path,
+                                                         monkeypatch, capsys):
+  """Read-only as a file system makes it (EROFS) whoever the user is; checked
+  by hand on a read-only tmpfs mount too (README, "Scale and faults")."""
+  import errno
+  import tempfile
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  (workdir / 'users_notes.txt').write_text('kept')
+
+  def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, 'Read-only file system')
+
+  monkeypatch.setattr(tempfile, 'NamedTemporaryFile', read_only)
+  assert run_lib.main(_tiny_run_args(mnist_dir, workdir)) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: --workdir '{workdir}' cannot be written (Read-only "
+                 'file system); choose a writable folder (nothing was '
+                 'changed).']
+  assert os.listdir(workdir) == ['users_notes.txt']
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_loses_nothing(
+    mnist_dir, tmp_path, monkeypatch, capsys):
+  """What orbax raises when the disk fills mid-checkpoint (as measured on a
+  1 MB tmpfs): the run stops with one line; what was saved stays."""
+  workdir = tmp_path / 'w'
+  args = _tiny_run_args(mnist_dir, workdir, '--config.checkpoint_every=2',
+                        '--config.methods=sgd,sgd+layer')
+  import orbax.checkpoint as ocp
+  real_save = ocp.CheckpointManager.save
+  saves = []
+
+  def save_until_full(self, step, *a, **kw):
+    saves.append(step)
+    if len(saves) > 2:  # sgd's checkpoints fit, sgd+layer's first does not
+      raise ValueError(
+          'RESOURCE_EXHAUSTED: Error writing "params" in OCDBT database: '
+          "Failed to write 2202225 bytes: No space left on device "
+          "[os_error_code='28']")
+    return real_save(self, step, *a, **kw)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save_until_full)
+  assert run_lib.main(args) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith('error: could not write the checkpoint of step 2 in '
+                        f"--workdir '{workdir}': No space left on device. "
+                        'Nothing already there was changed'), err
+  assert 'run the same command to resume' in err
+  assert os.listdir(workdir / 'runs') == ['sgd_seed0.json']
+  # With space again, the same command finishes, keeping the finished run.
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', real_save)
+  finished = (workdir / 'runs' / 'sgd_seed0.json').read_text()
+  assert run_lib.main(args) == 0
+  assert (workdir / 'runs' / 'sgd_seed0.json').read_text() == finished
+  assert sorted(os.listdir(workdir / 'runs')) == ['sgd+layer_seed0.json',
+                                                  'sgd_seed0.json']
