@@ -3,12 +3,14 @@ results of an experiment, and the one atomic writer for every file."""
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 from typing import Any
+
+from experiments import faults
 
 # A run's metrics lists are aligned with these keys' schedule: evaluations
 # (`Results.eval_steps`) for the first five, `factor_steps` for the factors.
@@ -113,6 +115,8 @@ def write_atomic(path: str, data: str | bytes) -> None:
   try:
     with open(tmp, 'wb' if isinstance(data, bytes) else 'w') as f:
       f.write(data)
+    if os.path.basename(os.path.dirname(path)) == 'runs':
+      faults.kill_point('run_json')
     os.replace(tmp, path)
   except BaseException:
     # A full disk or a kill mid-write leaves the old `path` as it was.

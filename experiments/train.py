@@ -32,6 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import layerlr_optax
 from experiments import configs
 from experiments import data as data_lib
+from experiments import faults
 from experiments import models
 from experiments import parallel
 from experiments import records
@@ -231,11 +232,15 @@ class _Loop:
       pending: list[float] = []
       start = 0
       if ckpt is not None and ckpt.latest_step() is not None:
-        start, saved, saved_record = ckpt.restore(
-            {'params': state.params, 'opt_state': state.opt_state})
-        state = TrainState(saved['params'], saved['opt_state'])
-        record = records.RunRecord.from_json(saved_record['record'])
-        pending = list(saved_record['pending_losses'])
+        try:
+          start, saved, saved_record = ckpt.restore(
+              {'params': state.params, 'opt_state': state.opt_state})
+        except workdir_lib.NoCheckpoint:
+          saved = None  # every checkpoint was unreadable: from step 0
+        if saved is not None:
+          state = TrainState(saved['params'], saved['opt_state'])
+          record = records.RunRecord.from_json(saved_record['record'])
+          pending = list(saved_record['pending_losses'])
       states.append(state)
       self.records.append(record)
       self.pending.append(pending)
@@ -335,6 +340,7 @@ class _Loop:
         images, labels = trainer.put_batch(*host)
         state, metrics = step_fn(state, images, labels, seed_arr,
                                  jnp.asarray(step, jnp.uint32))
+        faults.kill_point('step')
         losses.append(metrics['loss'])
         factors.append(metrics['factors'])
       # (log_every, seeds) and (seeds, layers), also for one unvmapped seed.
@@ -408,11 +414,12 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
   # Read each run's latest checkpoint step once (it opens an orbax manager).
   start_steps = {s.name: store.checkpoint_step(s.name) for s in todo}
   done = len(specs) - len(todo)
-  if done:
-    resumed = [s.name for s in todo if start_steps[s.name]]
+  resumed = [f'{s.name} from step {start_steps[s.name]}' for s in todo
+             if start_steps[s.name]]
+  if done or resumed:
     print(f'resuming in {store.workdir}: {done} of {len(specs)} runs are '
           f'finished and kept; training the other {len(todo)}'
-          + (f' ({", ".join(resumed)} from their last checkpoint)'
+          + (f' (from the last good checkpoint: {", ".join(resumed)})'
              if resumed else '') + '.', file=sys.stderr, flush=True)
   pipeline = pipeline or data_lib.make_pipeline(config)
   mesh = mesh or parallel.make_mesh()

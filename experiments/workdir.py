@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 from typing import Any
 
 import ml_collections
 
+from experiments import faults
 from experiments import records
 
 # Keys that may change between a run and its resumption: they select *which*
@@ -28,6 +33,10 @@ RESUMABLE_KEYS = frozenset({
 def _default_config() -> dict[str, Any]:
   from experiments.configs import _common  # pylint: disable=g-import-not-at-top
   return records.json_ready(_common.base_config().to_dict())
+
+
+class NoCheckpoint(Exception):
+  """Every checkpoint of a run was skipped: it starts from step 0."""
 
 
 class WorkdirError(RuntimeError):
@@ -72,17 +81,98 @@ def storage_error(workdir: str, what: str, e: BaseException) -> 'WorkdirError':
 
 class RunCheckpoints:
   """Orbax checkpoints of one run: the train state and the partial record
-  (a JSON dict), so a resumed run continues bit for bit."""
+  (a JSON dict), so a resumed run continues bit for bit.
+
+  Every checkpoint gets an integrity manifest (the SHA-256 of each of its
+  files) in ``<directory>.integrity/<step>.json``, written after orbax
+  finished it. On opening, checkpoints are checked newest first: one whose
+  files changed, were cut or are missing is moved to
+  ``<directory>.skipped/`` (never deleted) with a warning saying which and
+  why, and the run resumes from the newest good one (or from the start).
+  A checkpoint without a manifest (killed between orbax's finish and the
+  manifest, or written before manifests existed) is complete by orbax's
+  atomic rename and is used; if orbax cannot read it, it is skipped too.
+  """
 
   def __init__(self, directory: str, max_to_keep: int = 2,
-               workdir: str | None = None):
+               workdir: str | None = None, name: str | None = None):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self._ocp = ocp
     self._workdir = workdir or directory
+    self._max_to_keep = max_to_keep
+    self.directory = os.path.abspath(directory)
+    self.name = name or os.path.basename(self.directory)
+    self._integrity = self.directory + '.integrity'
+    self._skip_bad_checkpoints()
+    self._open()
+
+  def _open(self):
+    ocp = self._ocp
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep,
                                              create=True))
+
+  def _steps(self) -> list[int]:
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted((int(n) for n in os.listdir(self.directory) if n.isdigit()),
+                  reverse=True)
+
+  def _digest(self, step: int) -> dict[str, str]:
+    root = os.path.join(self.directory, str(step))
+    digests = {}
+    for folder, _, files in os.walk(root):
+      for fname in files:
+        path = os.path.join(folder, fname)
+        h = hashlib.sha256()
+        with open(path, 'rb') as f:
+          for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+        digests[os.path.relpath(path, root)] = h.hexdigest()
+    return digests
+
+  def _problem(self, step: int) -> str | None:
+    """Why checkpoint `step` cannot be trusted, or None."""
+    manifest = os.path.join(self._integrity, f'{step}.json')
+    if not os.path.exists(manifest):
+      return None
+    try:
+      with open(manifest) as f:
+        expected = json.load(f)['files']
+    except (OSError, ValueError, KeyError) as e:
+      return f'its integrity manifest is unreadable ({e})'
+    actual = self._digest(step)
+    missing = sorted(set(expected) - set(actual))
+    if missing:
+      return f'{len(missing)} file(s) missing, e.g. {missing[0]}'
+    changed = sorted(k for k in expected if expected[k] != actual[k])
+    if changed:
+      return (f'{len(changed)} file(s) changed or cut since it was written '
+              f'(SHA-256 mismatch), e.g. {changed[0]}')
+    return None
+
+  def _move_aside(self, step: int, why: str) -> None:
+    skipped = self.directory + '.skipped'
+    os.makedirs(skipped, exist_ok=True)
+    target = os.path.join(skipped, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+    os.replace(os.path.join(self.directory, str(step)), target)
+    manifest = os.path.join(self._integrity, f'{step}.json')
+    if os.path.exists(manifest):
+      os.replace(manifest, target + '.integrity.json')
+    older = [s for s in self._steps() if s < step]
+    print(f'warning: checkpoint step {step} of {self.name} is skipped: '
+          f'{why}. Moved to {target}; '
+          + (f'resuming from step {older[0]}.' if older else
+             'no older checkpoint, so this run starts from step 0.'),
+          file=sys.stderr, flush=True)
+
+  def _skip_bad_checkpoints(self) -> None:
+    for step in self._steps():
+      why = self._problem(step)
+      if why is None:
+        return
+      self._move_aside(step, why)
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -93,7 +183,18 @@ class RunCheckpoints:
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
           record=ocp.args.JsonSave(record)))
+      faults.kill_point('checkpoint_write')
       self.manager.wait_until_finished()
+      faults.kill_point('checkpoint_manifest')
+      os.makedirs(self._integrity, exist_ok=True)
+      records.write_atomic(
+          os.path.join(self._integrity, f'{step}.json'),
+          json.dumps({'step': step, 'files': self._digest(step)}))
+      for name in os.listdir(self._integrity):  # of steps orbax removed
+        stem = name.split('.')[0]
+        if stem.isdigit() and not os.path.isdir(
+            os.path.join(self.directory, stem)):
+          os.remove(os.path.join(self._integrity, name))
     except Exception as e:  # pylint: disable=broad-except
       if is_storage_error(e):
         # The unfinished step's temporary folder would only fill the disk.
@@ -112,13 +213,44 @@ class RunCheckpoints:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         like)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        record=ocp.args.JsonRestore()))
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          record=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      # Unreadable although it passed the manifest check (or had none).
+      self.manager.close()
+      self._move_aside(step, f'orbax cannot read it ({type(e).__name__}: '
+                       f'{str(e).splitlines()[0][:200]})')
+      self._skip_bad_checkpoints()
+      self._open()
+      if self.manager.latest_step() is None:
+        raise NoCheckpoint(self.name) from e
+      return self.restore(like)
     return step, restored['state'], dict(restored['record'])
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _remove_stale_temporaries(*folders: str) -> None:
+  """Removes the temporary files of writers that were killed mid-write
+  (`records.write_atomic`'s ``NAME.tmp<pid>`` of a process no longer
+  running): the file they were replacing is intact."""
+  for folder in folders:
+    for name in os.listdir(folder):
+      match = re.search(r'\.tmp(\d+)$', name)
+      if not match:
+        continue
+      try:
+        os.kill(int(match.group(1)), 0)
+        continue  # its writer is still running
+      except ProcessLookupError:
+        pass
+      except OSError:
+        continue
+      with contextlib.suppress(OSError):
+        os.remove(os.path.join(folder, name))
 
 
 def _check_writable(workdir: str) -> None:
@@ -157,6 +289,7 @@ class RunStore:
     self.runs_dir = os.path.join(workdir, 'runs')
     _check_writable(workdir)
     os.makedirs(self.runs_dir, exist_ok=True)
+    _remove_stale_temporaries(workdir, self.runs_dir)
     if finished_marker and os.path.exists(os.path.join(workdir,
                                                        finished_marker)):
       if not overwrite:
@@ -236,7 +369,8 @@ class RunStore:
     return os.path.join(self.workdir, 'checkpoints', name)
 
   def checkpoints(self, name: str) -> RunCheckpoints:
-    return RunCheckpoints(self._checkpoint_dir(name), workdir=self.workdir)
+    return RunCheckpoints(self._checkpoint_dir(name), workdir=self.workdir,
+                          name=name)
 
   def checkpoint_step(self, name: str) -> int | None:
     """The step a run would resume from (None: no checkpoint yet)."""

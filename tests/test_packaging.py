@@ -20,12 +20,14 @@ def _run(cmd, *, cwd=ROOT, timeout=1800, env=None):
                         text=True, timeout=timeout)
   output = proc.stdout + proc.stderr
   assert proc.returncode == 0, f'{" ".join(cmd)} failed:\n{output[-6000:]}'
-  return output
+  return proc
 
 
 def test_package_tests_pass_at_the_declared_minimum_versions():
   """pyproject.toml's lower bounds and oldest Python, tested as declared."""
-  output = _run(['bash', os.path.join(ROOT, 'scripts', 'test_min_versions.sh')])
+  # pytest's summary is stdout's last line; set-up messages go to stderr.
+  output = _run(['bash', os.path.join(ROOT, 'scripts',
+                                      'test_min_versions.sh')]).stdout
   with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
     project = tomllib.load(f)['project']
   python = project['requires-python'].removeprefix('>=')
@@ -47,8 +49,9 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
   # that it skips byte-compiling; every other warning fails the test.
   build_env = {k: v for k, v in os.environ.items()
                if k != 'PYTHONDONTWRITEBYTECODE'}
-  output = _run([sys.executable, '-m', 'build', '--outdir', str(dist), ROOT],
-                env=build_env)
+  build = _run([sys.executable, '-m', 'build', '--outdir', str(dist), ROOT],
+               env=build_env)
+  output = build.stdout + build.stderr
   warnings = [line for line in output.splitlines()
               if re.search(r'warning', line, re.I)]
   assert not warnings, '\n'.join(warnings)
@@ -76,7 +79,7 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
       '  failed += result.failed; attempted += result.attempted\n'
       'print(f"doctests: {attempted} run, {failed} failed")\n'
       'sys.exit(1 if failed or not attempted else 0)\n' % ROOT)
-  output = _run([python, '-c', check], cwd=str(elsewhere), env=env)
+  output = _run([python, '-c', check], cwd=str(elsewhere), env=env).stdout
   assert re.search(r'doctests: [1-9]\d* run, 0 failed', output), output
 
 
