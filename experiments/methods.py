@@ -14,6 +14,11 @@ Variants:
 - ``global``: the same factor computed from the norm of the *whole* gradient
   (one "layer" holding every parameter): a control that separates an adaptive
   global rate from the per-layer allocation.
+- ``layercap``: ``layer`` with the factor capped at
+  ``config.layer_max_factor`` (2 by default; `layerlr_optax`'s
+  ``max_factor``): the remedy for optimizers whose step does not shrink with
+  the gradient, where the uncapped factor inflates the step near a minimum
+  (README, "The factor near a minimum").
 - ``warmup``: the plain optimizer with a linear learning-rate warm-up over
   the first ``config.warmup_fraction`` of training: a control for the
   factor's growth during training.
@@ -24,9 +29,9 @@ from __future__ import annotations
 import dataclasses
 
 BASES = ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb')
-VARIANTS = ('layer', 'global', 'warmup')
+VARIANTS = ('layer', 'layercap', 'global', 'warmup')
 # Variants that multiply the step by an eq. 9 factor.
-FACTOR_VARIANTS = ('layer', 'global')
+FACTOR_VARIANTS = ('layer', 'layercap', 'global')
 # The label of the single "layer" of the +global variant.
 GLOBAL_LAYER = 'all'
 

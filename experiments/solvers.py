@@ -247,8 +247,10 @@ def make_solver(method: Method, config, params,
   else:  # pragma: no cover - methods.BASES and this switch are kept in step.
     raise AssertionError(method)
   if method.applies_factor:
-    direction = layerlr_optax.layerwise(direction, layers,
-                                        record_factors=True)
+    direction = layerlr_optax.layerwise(
+        direction, layers, record_factors=True,
+        max_factor=(config.layer_max_factor if method.variant == 'layercap'
+                    else None))
   else:
     direction = optax.chain(observe_layer_factors(layers), direction)
 

@@ -40,6 +40,7 @@ def test_config_overrides_are_typed():
     (dict(methods='sgd,sdg'), 'unknown method'),
     (dict(lr_policy='cosine'), 'lr_policy'),
     (dict(warmup_fraction=0.0), 'warmup_fraction'),
+    (dict(layer_max_factor=0.5), 'layer_max_factor must be >= 1'),
     (dict(on_divergence='ignore'), 'on_divergence'),
 ])
 def test_bad_configs_fail_before_training(mnist_config, tmp_path, overrides,

@@ -97,7 +97,8 @@ def test_solver_records_the_factors_of_the_regularised_gradient(
             'ip1': {'kernel': jnp.ones((2, 4)), 'bias': jnp.zeros(4)}}
   grads = {'conv1': {'kernel': jnp.full((3, 2), 1e-3), 'bias': jnp.zeros(2)},
            'ip1': {'kernel': jnp.full((2, 4), 2.0), 'bias': jnp.ones(4)}}
-  for name in ('sgd', 'sgd+layer', 'adam+layer', 'lamb', 'sgd+global'):
+  for name in ('sgd', 'sgd+layer', 'adam+layer', 'lamb', 'sgd+global',
+               'adam+layercap'):
     solver = solvers.make_solver(Method.parse(name), config, params)
     _, state = solver.optimizer.update(grads, solver.optimizer.init(params),
                                        params)
@@ -106,6 +107,11 @@ def test_solver_records_the_factors_of_the_regularised_gradient(
       norm = np.sqrt(6e-6 + 8 * 4.0 + 4.0)
       np.testing.assert_allclose(recorded['all'], reference.factor(norm),
                                  rtol=1e-6)
+      continue
+    if name.endswith('+layercap'):  # conv1's factor (~6.7) is capped at 2
+      np.testing.assert_allclose(recorded['conv1'], config.layer_max_factor)
+      np.testing.assert_allclose(recorded['ip1'],
+                                 reference.factor(np.sqrt(36.0)), rtol=1e-6)
       continue
     np.testing.assert_allclose(recorded['conv1'],
                                reference.factor(np.sqrt(6e-6)), rtol=1e-5)
@@ -118,7 +124,7 @@ def test_every_base_and_variant_builds_and_steps(mnist_config):
   params = {'conv1': {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}}
   grads = jax.tree.map(lambda x: 0.1 * jnp.ones_like(x), params)
   for base in ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb'):
-    for variant in (None, 'layer', 'global', 'warmup'):
+    for variant in (None, 'layer', 'layercap', 'global', 'warmup'):
       solver = solvers.make_solver(Method(base, variant), config, params)
       updates, _ = jax.jit(solver.optimizer.update)(
           grads, solver.optimizer.init(params), params)

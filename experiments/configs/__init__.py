@@ -131,6 +131,10 @@ def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
     if lr < 0:
       raise ConfigError(f'config.method_base_lr.{name} must be >= 0, got '
                         f'{lr}.')
+  if not config.layer_max_factor >= 1.0:
+    raise ConfigError('config.layer_max_factor must be >= 1 (the cap on the '
+                      'eq. 9 factor of the +layercap variant; the factor is '
+                      f'never below 1), got {config.layer_max_factor}.')
   if not 0.0 < config.warmup_fraction <= 1.0:
     raise ConfigError('config.warmup_fraction must be in (0, 1] (the share '
                       'of training the +warmup variant warms up over), got '

@@ -45,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   # The +warmup variant: linear warm-up of the rate over this share of
   # training (then Caffe's policy as usual).
   config.warmup_fraction = 0.2
+  # The +layercap variant: the layer factor capped at this value.
+  config.layer_max_factor = 2.0
   # A non-finite training loss: 'raise' stops the experiment; 'record' ends
   # that run and records it as diverged (learning-rate sweeps).
   config.on_divergence = 'raise'

@@ -35,6 +35,6 @@ def get_config() -> ml_collections.ConfigDict:
   _common.caffe_lenet_solver(config)
 
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
-                          'adagrad+layer,nag,nag+layer,adam,adam+layer,lars,'
-                          'lamb')
+                          'adagrad+layer,nag,nag+layer,adam,adam+layer,'
+                          'adam+layercap,lars,lamb')
   return config
