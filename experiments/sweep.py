@@ -306,7 +306,13 @@ def load(workdir: str) -> Sweep:
   if not os.path.isfile(path):
     raise FileNotFoundError(f'no sweep in {workdir!r} (no config.json)')
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  # Keys added to the configs after the sweep started take their defaults,
+  # as when the sweep itself resumes (workdir.RunStore).
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  for key, value in workdir_lib.default_config().items():
+    saved.setdefault(key, value)
+  config = ml_collections.ConfigDict(saved)
   config.sweep.lr_log2_steps = tuple(config.sweep.lr_log2_steps)
   config.lr_stepvalues = tuple(config.lr_stepvalues)
   sweep = Sweep(config, workdir, load_data=False)
@@ -409,6 +415,7 @@ def _best_pairs(best: dict[str, Any]) -> list[tuple[str, str]]:
 _BASE_COLOURS = {'sgd': 'tab:blue', 'nag': 'tab:orange', 'adagrad': 'tab:green',
                  'adam': 'tab:red', 'lars': 'tab:purple', 'lamb': 'tab:brown'}
 _VARIANT_STYLES = {None: ('--', 'o'), 'layer': ('-', 's'),
+                   'layercap': ((0, (5, 1, 1, 1)), 'D'),
                    'global': (':', '^'), 'warmup': ('-.', 'v')}
 
 

@@ -30,7 +30,8 @@ RESUMABLE_KEYS = frozenset({
 })
 
 
-def _default_config() -> dict[str, Any]:
+def default_config() -> dict[str, Any]:
+  """Every config key at its default (base_config), as plain JSON."""
   from experiments.configs import _common  # pylint: disable=g-import-not-at-top
   return records.json_ready(_common.base_config().to_dict())
 
@@ -307,7 +308,7 @@ class RunStore:
     if os.path.exists(config_path) and self._holds_runs():
       with open(config_path) as f:
         previous = json.load(f)
-      defaults = _default_config()
+      defaults = default_config()
       # A key added to the configs after these runs were made, at its
       # default, does not change what they computed.
       changed = sorted(

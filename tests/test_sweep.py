@@ -59,6 +59,14 @@ def test_sweep_end_to_end_and_resume(mnist_dir, tmp_path, monkeypatch):
   # The report rebuilds the same outputs from the runs alone.
   from experiments import report
   os.remove(os.path.join(workdir, 'sweep.json'))
+  # Also from a sweep started before a config key existed (it takes its
+  # default, as a resumed sweep does).
+  config_path = os.path.join(workdir, 'config.json')
+  with open(config_path) as f:
+    saved = json.load(f)
+  del saved['layer_max_factor']
+  with open(config_path, 'w') as f:
+    json.dump(saved, f)
   assert report.main(['report', 'sweep', workdir]) == 0
   with open(os.path.join(workdir, 'sweep.json')) as f:
     again = json.load(f)
@@ -155,3 +163,20 @@ def test_every_sweep_config_is_valid():
     config = configs.get_config(name)
     assert sweep_lib.validate(config), name
     assert isinstance(config.sweep, ml_collections.ConfigDict)
+
+
+def test_every_method_has_a_plot_style(tmp_path):
+  """tuning.png draws every base and variant (a missing one crashed a sweep
+  after its runs were saved)."""
+  from experiments import methods
+  grid = {}
+  for base in methods.BASES:
+    for variant in (None, *methods.VARIANTS):
+      name = methods.Method(base, variant).name
+      grid[name] = [{'base_lr': 0.01, 'mean': 1.0, 'std': 0.1},
+                    {'base_lr': 0.02, 'mean': None, 'std': None}]
+  path = str(tmp_path / 'tuning.png')
+  sweep_lib.plot_tuning({'grid': grid, 'experiment': 'x', 'best': {},
+                         'grid_seeds': 1},
+                    path)
+  assert os.path.getsize(path) > 0
