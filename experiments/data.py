@@ -373,7 +373,9 @@ def _load_local_cifar10(data_dir: str) -> ImageDataset:
 #
 # A train-batches object yields ``(images uint8 NHWC, labels int32)`` numpy
 # batches for steps ``[start, stop)`` of a run with a given seed,
-# reproducibly; an eval-batches object yields the evaluation split in order.
+# reproducibly (``rows=(lo, hi)``: only those rows of every global batch, the
+# part one process of a multi-process run loads); an eval-batches object
+# yields the evaluation split in order.
 # - `InMemoryTrain` / `InMemoryEval`: MNIST and CIFAR-10, a fresh shuffle
 #   every epoch from the seed.
 # - `ImageNetTrain` / `ImageNetEval`: TFDS imagenet2012 through tf.data
@@ -404,19 +406,27 @@ class InMemoryTrain:
   def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
     self.images, self.labels, self.batch_size = images, labels, batch_size
 
-  def batches(self, seed: int, start: int, stop: int) -> Iterator[Batch]:
+  def batches(self, seed: int, start: int, stop: int,
+              rows: tuple[int, int] | None = None) -> Iterator[Batch]:
     orders = epoch_orders(seed, len(self.labels), stop, self.batch_size)
+    if rows is not None:
+      orders = orders[:, rows[0]:rows[1]]
     for idx in orders[start:stop]:
       yield self.images[idx], self.labels[idx]
 
 
 class InMemoryEval:
-  """The evaluation split in order (the first `max_examples` if given)."""
+  """The evaluation split in order, or a fixed random subset of
+  `max_examples` of it (seed 0, kept in split order): not the first ones,
+  which in a split stored by class (the local CIFAR-10 zip; any IDX folder
+  a user brings may be) would all be of one class."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                max_examples: int | None = None):
-    if max_examples:
-      images, labels = images[:max_examples], labels[:max_examples]
+    if max_examples and max_examples < len(labels):
+      subset = np.sort(np.random.default_rng(0).choice(
+          len(labels), max_examples, replace=False))
+      images, labels = images[subset], labels[subset]
     self.images, self.labels, self.batch_size = images, labels, batch_size
     self.num_examples = len(labels)
 
@@ -433,10 +443,13 @@ class SyntheticTrain:
                batch_size: int):
     self.shape, self.num_classes, self.batch_size = shape, num_classes, batch_size
 
-  def batches(self, seed: int, start: int, stop: int) -> Iterator[Batch]:
+  def batches(self, seed: int, start: int, stop: int,
+              rows: tuple[int, int] | None = None) -> Iterator[Batch]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (self.batch_size, *self.shape), np.uint8)
     labels = rng.integers(0, self.num_classes, self.batch_size).astype(np.int32)
+    if rows is not None:
+      images, labels = images[rows[0]:rows[1]], labels[rows[0]:rows[1]]
     for _ in range(start, stop):
       yield images, labels
 
@@ -500,12 +513,21 @@ class ImageNetTrain:
     self.data_dir, self.batch_size = data_dir, batch_size
     self.shuffle_buffer = shuffle_buffer
 
-  def batches(self, seed: int, start: int, stop: int) -> Iterator[Batch]:
+  def batches(self, seed: int, start: int, stop: int,
+              rows: tuple[int, int] | None = None) -> Iterator[Batch]:
     tf = _tf()
     ds = _load_imagenet('train', self.data_dir, seed)
     ds = ds.repeat().shuffle(self.shuffle_buffer, seed=seed,
                              reshuffle_each_iteration=True)
     ds = ds.enumerate().skip(start * self.batch_size)
+    local_batch = self.batch_size
+    if rows is not None:
+      # This process decodes only its rows of each global batch: the
+      # records' positions in the (identical) shuffled stream say which.
+      lo, hi = rows
+      local_batch = hi - lo
+      ds = ds.filter(lambda index, _: tf.logical_and(
+          index % self.batch_size >= lo, index % self.batch_size < hi))
 
     def transform(index, example):
       image = _decode_resize(tf, example['image'])
@@ -520,7 +542,7 @@ class ImageNetTrain:
     options = tf.data.Options()
     options.deterministic = True
     ds = (ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(self.batch_size, drop_remainder=True)
+          .batch(local_batch, drop_remainder=True)
           .take(stop - start).prefetch(tf.data.AUTOTUNE)
           .with_options(options))
     yield from ds.as_numpy_iterator()

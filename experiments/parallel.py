@@ -1,18 +1,64 @@
-"""Devices, sharding and seed batching: how a run is laid out on hardware.
+"""Processes, devices, sharding and seed batching: how a run is laid out.
 
-Every step is data-parallel over a 1-D mesh ``('data',)`` of all devices;
-parameters are replicated or FSDP-sharded; the seeds of a method train one
-after another or as one program vmapped over a leading seed axis.
+Every step is data-parallel over a 1-D mesh ``('data',)`` of all devices of
+all processes; parameters are replicated or FSDP-sharded; the seeds of a
+method train one after another or as one program vmapped over a leading seed
+axis.
+
+Multi-process (`jax.distributed`): every process runs the same program on
+the same global arrays. Each one loads only its rows of every global batch
+(`process_rows`, `put_batch`), and only process 0 writes files
+(`is_writer`); the others wait for it at `barrier`s.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+# Set by `python -m experiments.launch` for each process it starts; on a
+# cluster (SLURM, Cloud TPU, Kubernetes, Open MPI) `jax.distributed` finds
+# the same facts itself.
+PROCESS_ID_ENV = 'LAYERLR_PROCESS_ID'
+NUM_PROCESSES_ENV = 'LAYERLR_NUM_PROCESSES'
+COORDINATOR_ENV = 'JAX_COORDINATOR_ADDRESS'
+
+
+def initialize_distributed() -> None:
+  """`jax.distributed.initialize` for this process, once.
+
+  From `python -m experiments.launch` (which sets $LAYERLR_PROCESS_ID,
+  $LAYERLR_NUM_PROCESSES and $JAX_COORDINATOR_ADDRESS), or with JAX's
+  cluster auto-detection (SLURM, Cloud TPU, Kubernetes, Open MPI). CPU
+  devices exchange their all-reduces over gloo.
+  """
+  if jax.distributed.is_initialized():
+    return
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if PROCESS_ID_ENV in os.environ:
+    jax.distributed.initialize(
+        coordinator_address=os.environ[COORDINATOR_ENV],
+        num_processes=int(os.environ[NUM_PROCESSES_ENV]),
+        process_id=int(os.environ[PROCESS_ID_ENV]))
+  else:
+    jax.distributed.initialize()
+
+
+def is_writer() -> bool:
+  """Whether this process writes the run's files (process 0 of all)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process got here (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -46,12 +92,35 @@ def batch_sharding(mesh: Mesh, vmapped: bool) -> NamedSharding:
   return NamedSharding(mesh, P(None, 'data') if vmapped else P('data'))
 
 
-def put_batch(sharding: NamedSharding, *arrays: np.ndarray):
-  """Host arrays as global arrays laid out by `sharding`."""
+def process_rows(sharding: NamedSharding, shape: tuple[int, ...],
+                 axis: int) -> tuple[int, int]:
+  """``(start, stop)``: the rows along `axis` of a global array of `shape`
+  that this process's devices hold under `sharding` (all of them with one
+  process). A process's devices hold one contiguous block of rows, as on
+  a mesh over `jax.devices()` (ordered by process)."""
+  starts, stops = [], []
+  for index in sharding.addressable_devices_indices_map(shape).values():
+    start, stop, _ = index[axis].indices(shape[axis])
+    starts.append(start)
+    stops.append(stop)
+  start, stop = min(starts), max(stops)
+  covered = set()
+  for a, b in zip(starts, stops):
+    covered.update(range(a, b))
+  if covered != set(range(start, stop)):
+    raise ValueError(f'the devices of process {jax.process_index()} hold '
+                     f'rows {sorted(zip(starts, stops))} of axis {axis}: not '
+                     'one contiguous block; build the mesh over jax.devices().')
+  return start, stop
+
+
+def put_batch(sharding: NamedSharding, global_shapes, *arrays: np.ndarray):
+  """This process's rows of a batch (host arrays) as global arrays of
+  `global_shapes` laid out by `sharding`; every process passes its own
+  rows (`process_rows`) at the same step."""
   return tuple(
-      jax.make_array_from_callback(x.shape, sharding,
-                                   lambda index, x=x: x[index])
-      for x in arrays)
+      jax.make_array_from_process_local_data(sharding, x, tuple(shape))
+      for x, shape in zip(arrays, global_shapes))
 
 
 def replicate_missing(tree, mesh: Mesh):

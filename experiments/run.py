@@ -111,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
   if parsed is None:
     return 2
   args, config = parsed
+  from experiments import parallel  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
   results = user_errors_as_messages(
       lambda: train.train_and_evaluate(config, args.workdir,
                                        overwrite=args.overwrite), args.debug)
   if results is None:
     return 2
+  if not parallel.is_writer():
+    return 0  # process 0 of a multi-process run reports
   print(f'wrote {os.path.join(args.workdir, "results.json")} '
         f'({len(results.runs)} runs)')
   with open(os.path.join(args.workdir, 'table.md')) as f:

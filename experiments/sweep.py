@@ -95,6 +95,9 @@ class Sweep:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
                overwrite: bool = False, load_data: bool = True):
+    if config.get('distributed'):  # before anything starts JAX's backend
+      from experiments import parallel  # pylint: disable=g-import-not-at-top
+      parallel.initialize_distributed()
     self.methods = validate(config)
     self.config = config
     config.on_divergence = 'record'
@@ -291,11 +294,13 @@ class Sweep:
     return steps[j] - steps[i]
 
   def write_outputs(self) -> dict[str, Any]:
+    import jax  # pylint: disable=g-import-not-at-top
     payload = self.summary()
-    records.write_json(os.path.join(self.workdir, 'sweep.json'), payload)
-    records.write_atomic(os.path.join(self.workdir, 'best.md'),
-                         best_markdown(payload))
-    plot_tuning(payload, os.path.join(self.workdir, 'tuning.png'))
+    if jax.process_index() == 0:  # the one writer of a multi-process sweep
+      records.write_json(os.path.join(self.workdir, 'sweep.json'), payload)
+      records.write_atomic(os.path.join(self.workdir, 'best.md'),
+                           best_markdown(payload))
+      plot_tuning(payload, os.path.join(self.workdir, 'tuning.png'))
     return payload
 
 

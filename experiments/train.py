@@ -86,15 +86,17 @@ def make_train_step(model, optimizer: optax.GradientTransformation,
 
 
 def make_eval_step(model, preprocess):
-  """``eval_step(params, images, labels) -> (correct, correct_top5,
-  summed_loss)`` over one batch."""
+  """``eval_step(params, images, labels, real) -> (correct, correct_top5,
+  summed_loss)`` over the examples of one batch where `real` is true (the
+  others pad the last batch to the sharded batch shape)."""
 
-  def eval_step(params, images, labels):
+  def eval_step(params, images, labels, real):
     logits = model.apply({'params': params}, preprocess(images), train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-    return (jnp.sum(jnp.argmax(logits, -1) == labels),
-            jnp.sum(jnp.any(top5 == labels[:, None], axis=-1)), jnp.sum(loss))
+    return (jnp.sum((jnp.argmax(logits, -1) == labels) & real),
+            jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) & real),
+            jnp.sum(jnp.where(real, loss, 0.0)))
 
   return eval_step
 
@@ -136,7 +138,11 @@ class Trainer:
           f'{n} devices it is split over.')
     model = models.MODELS[config.model](num_classes=pipeline.num_classes)
     self.batch_sharding = parallel.batch_sharding(mesh, vmapped)
+    self.eval_sharding = parallel.batch_sharding(mesh, False)
     self.replicated = NamedSharding(mesh, P())
+    # This process's rows of every global train batch.
+    self.rows = parallel.process_rows(self.eval_sharding,
+                                      (config.batch_size,), 0)
     sample = jnp.zeros((1, *pipeline.input_shape), jnp.float32)
     init = lambda rng: model.init(rng, sample)['params']
     abstract = jax.eval_shape(init, jax.random.key(0))
@@ -153,8 +159,8 @@ class Trainer:
     self._compiled_train_step = None  # compiled on first use (shardings)
     eval_step = make_eval_step(model, pipeline.preprocess)
     if vmapped:
-      eval_step = jax.vmap(eval_step, in_axes=(0, None, None))
-    self._eval_step = jax.jit(eval_step)
+      eval_step = jax.vmap(eval_step, in_axes=(0, None, None, None))
+    self._eval_step = jax.jit(eval_step, out_shardings=self.replicated)
 
   def init(self, seed: int) -> TrainState:
     params = self._init(jax.random.key(seed))
@@ -179,19 +185,43 @@ class Trainer:
     return self._compiled_train_step
 
   def put_batch(self, images: np.ndarray, labels: np.ndarray) -> TrainBatch:
-    """A host batch as one global array sharded over the 'data' axis."""
-    return parallel.put_batch(self.batch_sharding, images, labels)
+    """This process's rows (`self.rows`) of a train batch, (batch, ...) or
+    vmapped (seeds, batch, ...), as global arrays sharded over 'data'."""
+    axis = 1 if self.vmapped else 0
+    shapes = [x.shape[:axis] + (self.config.batch_size,) + x.shape[axis + 1:]
+              for x in (images, labels)]
+    return parallel.put_batch(self.batch_sharding, shapes, images, labels)
+
+  def _eval_batches(self):
+    """Global eval batches, a short last one padded to a multiple of the
+    device count, as this process's rows: (images, labels, real) global
+    arrays and the number of real examples."""
+    devices = self.mesh.devices.size
+    for images, labels in self.pipeline.eval.batches():
+      num_real = len(labels)
+      size = -(-num_real // devices) * devices
+      lo, hi = parallel.process_rows(self.eval_sharding, (size,), 0)
+      if num_real < size:
+        pad = size - num_real
+        images = np.concatenate(
+            [images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+      real = np.arange(size) < num_real
+      local = (images[lo:hi], labels[lo:hi], real[lo:hi])
+      yield (*parallel.put_batch(
+          self.eval_sharding, [(size, *x.shape[1:]) for x in local], *local),
+             num_real)
 
   def evaluate(self, params) -> list[dict[str, float]]:
     """Top-1/top-5 error (%) and mean loss over the eval split, per seed."""
     correct = correct5 = loss = 0.0
     count = 0
-    for images, labels in self.pipeline.eval.batches():
-      c, c5, l = self._eval_step(params, images, labels)
+    for images, labels, real, num_real in self._eval_batches():
+      c, c5, l = self._eval_step(params, images, labels, real)
       correct = correct + np.asarray(c, np.int64)
       correct5 = correct5 + np.asarray(c5, np.int64)
       loss = loss + np.asarray(l, np.float64)
-      count += len(labels)
+      count += num_real
     return [{'test_error': 100.0 * (1.0 - float(c) / count),
              'test_top5_error': 100.0 * (1.0 - float(c5) / count),
              'test_loss': float(l) / count}
@@ -320,7 +350,8 @@ class _Loop:
     step_fn = trainer.train_step(state)
     writers = [self.store.tensorboard(s.name) for s in self.specs]
     batch_iters = [trainer.pipeline.train.batches(s.seed, start_step,
-                                                  config.num_steps)
+                                                  config.num_steps,
+                                                  rows=trainer.rows)
                    for s in self.specs]
     seeds = [s.seed for s in self.specs]
     seed_arr = jnp.asarray(seeds if trainer.vmapped else seeds[0], jnp.uint32)
@@ -440,6 +471,8 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
         for spec, record in zip(group, trained):
           record.commit = commit
           store.save_run(spec.name, record)
+  # Every process reads the runs process 0 wrote.
+  parallel.barrier('layerlr_runs_saved')
   return vmapped
 
 
@@ -472,9 +505,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The `records.Results` written to ``workdir/results.json``.
   """
+  if config.get('distributed'):  # before anything starts JAX's backend
+    parallel.initialize_distributed()
   methods = configs.validate(config)
-  if config.distributed:
-    jax.distributed.initialize()
   # The data is found and read before the workdir is claimed, so that a
   # wrong data_dir leaves nothing behind.
   pipeline = data_lib.make_pipeline(config)
@@ -499,7 +532,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       commit=code_commit(),
       data=data_lib.identity(config),
   )
-  if jax.process_index() == 0:
+  if parallel.is_writer():
     store.write_json('results.json', results.to_json())
     report.write_all(results, workdir)
+  parallel.barrier('layerlr_results_written')
   return results

@@ -96,15 +96,19 @@ class RunCheckpoints:
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2,
-               workdir: str | None = None, name: str | None = None):
+               workdir: str | None = None, name: str | None = None,
+               verify: bool = True):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
     self._ocp = ocp
+    self._writer = parallel.is_writer()
     self._workdir = workdir or directory
     self._max_to_keep = max_to_keep
     self.directory = os.path.abspath(directory)
     self.name = name or os.path.basename(self.directory)
     self._integrity = self.directory + '.integrity'
-    self._skip_bad_checkpoints()
+    if verify:  # (False: this process verified them already, nothing since)
+      self._skip_bad_checkpoints()
     self._open()
 
   def _open(self):
@@ -169,11 +173,26 @@ class RunCheckpoints:
           file=sys.stderr, flush=True)
 
   def _skip_bad_checkpoints(self) -> None:
-    for step in self._steps():
-      why = self._problem(step)
-      if why is None:
-        return
-      self._move_aside(step, why)
+    """Process 0 checks and moves bad checkpoints aside; the others wait."""
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    if parallel.is_writer():
+      for step in self._steps():
+        why = self._problem(step)
+        if why is None:
+          break
+        self._move_aside(step, why)
+    parallel.barrier('layerlr_checkpoints_checked')
+
+  def _write_manifest(self, step: int) -> None:
+    os.makedirs(self._integrity, exist_ok=True)
+    records.write_atomic(
+        os.path.join(self._integrity, f'{step}.json'),
+        json.dumps({'step': step, 'files': self._digest(step)}))
+    for name in os.listdir(self._integrity):  # of steps orbax removed
+      stem = name.split('.')[0]
+      if stem.isdigit() and not os.path.isdir(
+          os.path.join(self.directory, stem)):
+        os.remove(os.path.join(self._integrity, name))
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -187,15 +206,8 @@ class RunCheckpoints:
       faults.kill_point('checkpoint_write')
       self.manager.wait_until_finished()
       faults.kill_point('checkpoint_manifest')
-      os.makedirs(self._integrity, exist_ok=True)
-      records.write_atomic(
-          os.path.join(self._integrity, f'{step}.json'),
-          json.dumps({'step': step, 'files': self._digest(step)}))
-      for name in os.listdir(self._integrity):  # of steps orbax removed
-        stem = name.split('.')[0]
-        if stem.isdigit() and not os.path.isdir(
-            os.path.join(self.directory, stem)):
-          os.remove(os.path.join(self._integrity, name))
+      if self._writer:
+        self._write_manifest(step)
     except Exception as e:  # pylint: disable=broad-except
       if is_storage_error(e):
         # The unfinished step's temporary folder would only fill the disk.
@@ -220,9 +232,12 @@ class RunCheckpoints:
           record=ocp.args.JsonRestore()))
     except Exception as e:  # pylint: disable=broad-except
       # Unreadable although it passed the manifest check (or had none).
+      from experiments import parallel  # pylint: disable=g-import-not-at-top
       self.manager.close()
-      self._move_aside(step, f'orbax cannot read it ({type(e).__name__}: '
-                       f'{str(e).splitlines()[0][:200]})')
+      if self._writer:
+        self._move_aside(step, f'orbax cannot read it ({type(e).__name__}: '
+                         f'{str(e).splitlines()[0][:200]})')
+      parallel.barrier('layerlr_checkpoint_moved_aside')
       self._skip_bad_checkpoints()
       self._open()
       if self.manager.latest_step() is None:
@@ -284,50 +299,64 @@ class RunStore:
       finished_marker: the file whose presence means "finished" (None: a
         workdir that is never finished, e.g. a sweep that can always grow).
     """
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise WorkdirError(f'--workdir {workdir!r} exists and is not a folder.')
     self.workdir = workdir
     self.runs_dir = os.path.join(workdir, 'runs')
-    _check_writable(workdir)
-    os.makedirs(self.runs_dir, exist_ok=True)
-    _remove_stale_temporaries(workdir, self.runs_dir)
-    if finished_marker and os.path.exists(os.path.join(workdir,
-                                                       finished_marker)):
-      if not overwrite:
-        raise WorkdirError(
-            f'{workdir!r} already holds a finished experiment '
-            f'({finished_marker}).'
-            ' Use a new --workdir, or pass --overwrite to move the old outputs '
-            f'to {workdir}/previous-<time>/ and start afresh.')
-      self._move_aside()
-    elif overwrite and (self._holds_runs() or os.path.exists(
-        os.path.join(workdir, 'config.json'))):
-      self._move_aside()
     self.config = records.json_ready(config.to_dict())
+    self._verified: set[str] = set()
+    # Every process checks (reading only, so all see the same folder and
+    # fail alike); process 0 alone then writes, and the others wait for it.
+    _check_writable(workdir)
+    finished = bool(finished_marker) and os.path.exists(
+        os.path.join(workdir, finished_marker))
+    if finished and not overwrite:
+      raise WorkdirError(
+          f'{workdir!r} already holds a finished experiment '
+          f'({finished_marker}).'
+          ' Use a new --workdir, or pass --overwrite to move the old outputs '
+          f'to {workdir}/previous-<time>/ and start afresh.')
     config_path = os.path.join(workdir, 'config.json')
-    if os.path.exists(config_path) and self._holds_runs():
-      with open(config_path) as f:
-        previous = json.load(f)
-      defaults = default_config()
-      # A key added to the configs after these runs were made, at its
-      # default, does not change what they computed.
-      changed = sorted(
-          k for k in set(previous) | set(self.config)
-          if k not in RESUMABLE_KEYS | resumable_keys
-          and previous.get(k, defaults.get(k)) != self.config.get(k))
-      if changed:
-        raise WorkdirError(
-            f'{workdir!r} holds runs of a different configuration (changed: '
-            f'{", ".join(changed)}); resuming would mix them. Use a new '
-            '--workdir, or pass --overwrite to move the old runs aside.')
-    records.write_atomic(config_path, json.dumps(self.config, indent=1))
+    move_aside = finished or (overwrite and (
+        self._holds_runs() or os.path.exists(config_path)))
+    if not move_aside:
+      self._refuse_other_config(config_path, resumable_keys)
+    if parallel.is_writer():
+      os.makedirs(self.runs_dir, exist_ok=True)
+      _remove_stale_temporaries(workdir, self.runs_dir)
+      if move_aside:
+        self._move_aside()
+      records.write_atomic(config_path, json.dumps(self.config, indent=1))
+    parallel.barrier('layerlr_workdir_claimed')
+
+  def _refuse_other_config(self, config_path: str,
+                           resumable_keys: frozenset[str]) -> None:
+    """Refuses runs of another config (a stale config.json without runs, of
+    a run that failed before any finished, is simply replaced)."""
+    if not (os.path.exists(config_path) and self._holds_runs()):
+      return
+    with open(config_path) as f:
+      previous = json.load(f)
+    defaults = default_config()
+    # A key added to the configs after these runs were made, at its
+    # default, does not change what they computed.
+    changed = sorted(
+        k for k in set(previous) | set(self.config)
+        if k not in RESUMABLE_KEYS | resumable_keys
+        and previous.get(k, defaults.get(k)) != self.config.get(k))
+    if changed:
+      raise WorkdirError(
+          f'{self.workdir!r} holds runs of a different configuration '
+          f'(changed: {", ".join(changed)}); resuming would mix them. Use a '
+          'new --workdir, or pass --overwrite to move the old runs aside.')
 
   def _holds_runs(self) -> bool:
     """Finished runs or checkpoints: what a config change must not mix
     with. Without them a stale config.json (a run that failed before any
     run finished) is simply replaced."""
     checkpoints = os.path.join(self.workdir, 'checkpoints')
-    return bool(os.listdir(self.runs_dir)) or (
+    return (os.path.isdir(self.runs_dir) and bool(os.listdir(self.runs_dir))) or (
         os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
 
   def _move_aside(self) -> None:
@@ -347,6 +376,10 @@ class RunStore:
     return os.path.exists(self._run_path(name))
 
   def save_run(self, name: str, record: records.RunRecord) -> None:
+    """Writes a finished run (process 0; every process has the same)."""
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    if not parallel.is_writer():
+      return
     try:
       records.write_atomic(self._run_path(name), json.dumps(record.to_json()))
     except OSError as e:
@@ -359,6 +392,9 @@ class RunStore:
       return records.RunRecord.from_json(json.load(f))
 
   def write_json(self, name: str, obj: Any) -> None:
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    if not parallel.is_writer():
+      return
     try:
       records.write_json(os.path.join(self.workdir, name), obj)
     except OSError as e:
@@ -370,8 +406,14 @@ class RunStore:
     return os.path.join(self.workdir, 'checkpoints', name)
 
   def checkpoints(self, name: str) -> RunCheckpoints:
-    return RunCheckpoints(self._checkpoint_dir(name), workdir=self.workdir,
-                          name=name)
+    """The checkpoints of run `name`, verified against their manifests the
+    first time this store opens them (hashing is the slow part of resuming
+    a large model; later openings see what this process wrote)."""
+    checkpoints = RunCheckpoints(self._checkpoint_dir(name),
+                                 workdir=self.workdir, name=name,
+                                 verify=name not in self._verified)
+    self._verified.add(name)
+    return checkpoints
 
   def checkpoint_step(self, name: str) -> int | None:
     """The step a run would resume from (None: no checkpoint yet)."""
@@ -384,6 +426,23 @@ class RunStore:
       checkpoints.close()
 
   def tensorboard(self, name: str):
-    """A TensorBoard event-file writer for one run (tensorboardX)."""
+    """A TensorBoard event-file writer for one run (tensorboardX); one that
+    writes nothing on processes other than 0."""
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    if not parallel.is_writer():
+      return _NoWriter()
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     return SummaryWriter(os.path.join(self.workdir, 'tensorboard', name))
+
+
+class _NoWriter:
+  """The TensorBoard writer of processes that do not write."""
+
+  def add_scalar(self, *args, **kwargs):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass

@@ -16,9 +16,15 @@ shift
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 commit="$(git rev-parse HEAD)"
 tree="$ROOT/.sweeps/$commit"
+# Sweeps started together share the worktree: one creates it, under a lock.
+mkdir -p "$ROOT/.sweeps"
+exec 9>"$ROOT/.sweeps/.lock"
+flock 9
 if [ ! -d "$tree" ]; then
   git worktree add --detach "$tree" "$commit" >&2
 fi
+flock -u 9
+exec 9>&-
 workdir="${WORKDIR:-$ROOT/experiments/results/${experiment}_sweep}"
 echo "sweep $experiment from commit $commit into $workdir" >&2
 cd "$tree"

@@ -3,4 +3,4 @@
 # doctests, the sharding check on 8 simulated devices, tiny end-to-end runs
 # and the notebooks). Needs ../shared/data (fails, never skips, without it).
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
-exec python -m pytest -q "$@"
+exec python -m pytest -q --durations=25 "$@"

@@ -140,6 +140,38 @@ def test_imagenet_pipeline_is_reproducible_and_resumable():
     np.testing.assert_array_equal(la, lb)
 
 
+def _rows_concatenate_to_the_global_batches(train, seed, start, stop,
+                                           splits):
+  """Each process's rows (`rows=`), concatenated in process order, are the
+  global batches: what a multi-process run assembles."""
+  full = list(train.batches(seed, start, stop))
+  parts = [list(train.batches(seed, start, stop, rows=r)) for r in splits]
+  assert len(full) == stop - start
+  for step, (images, labels) in enumerate(full):
+    np.testing.assert_array_equal(
+        np.concatenate([p[step][0] for p in parts]), images)
+    np.testing.assert_array_equal(
+        np.concatenate([p[step][1] for p in parts]), labels)
+
+
+def test_process_rows_make_up_the_global_batch():
+  images = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1)
+  labels = np.arange(10, dtype=np.int32)
+  train = data_lib.InMemoryTrain(images, labels, batch_size=4)
+  _rows_concatenate_to_the_global_batches(train, 3, 1, 6,
+                                          [(0, 2), (2, 4)])
+  _rows_concatenate_to_the_global_batches(train, 3, 0, 3,
+                                          [(0, 1), (1, 2), (2, 3), (3, 4)])
+  synthetic = data_lib.SyntheticTrain((4, 4, 3), 10, 4)
+  _rows_concatenate_to_the_global_batches(synthetic, 0, 0, 2,
+                                          [(0, 2), (2, 4)])
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=12):
+    imagenet = data_lib.ImageNetTrain(None, batch_size=4, shuffle_buffer=12)
+    _rows_concatenate_to_the_global_batches(imagenet, 1, 1, 4,
+                                            [(0, 2), (2, 4)])
+
+
 def test_synthetic_batches_and_bad_combinations(mnist_config):
   train = data_lib.SyntheticTrain((227, 227, 3), 1000, 2)
   images, labels = next(train.batches(0, 0, 1))
@@ -154,3 +186,18 @@ def test_pipeline_of_a_config(mnist_config):
   assert pipeline.input_shape == (28, 28, 1) and pipeline.num_classes == 10
   sizes = [len(l) for _, l in pipeline.eval.batches()]
   assert sizes == [128, 128, 44]
+
+
+def test_an_eval_subset_is_a_fixed_sample_not_the_first_examples():
+  # A split stored by class, as the local CIFAR-10 zip is.
+  labels = np.repeat(np.arange(10, dtype=np.int32), 100)
+  images = np.arange(1000, dtype=np.uint8)[:, None, None, None] % 251
+  subset = data_lib.InMemoryEval(images, labels, 64, max_examples=200)
+  again = data_lib.InMemoryEval(images, labels, 64, max_examples=200)
+  chosen = np.concatenate([l for _, l in subset.batches()])
+  assert len(chosen) == 200 and set(chosen.tolist()) == set(range(10))
+  assert np.all(np.diff(chosen) >= 0)  # split order kept
+  np.testing.assert_array_equal(
+      chosen, np.concatenate([l for _, l in again.batches()]))
+  whole = data_lib.InMemoryEval(images, labels, 64, max_examples=5000)
+  assert whole.num_examples == 1000

@@ -49,3 +49,36 @@ def test_short_run_regenerates_the_committed_numbers(mnist_dir, tmp_path):
       else:
         np.testing.assert_allclose(actual, expected[key], rtol=1e-3,
                                    atol=0.2, err_msg=f'{run.method} {key}')
+
+
+def regenerate(why: str, data_dir: str) -> None:
+  """Rewrites the golden file with the current code (its "command"), for a
+  deliberate change of what these runs compute; `why` is recorded."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with open(GOLDEN) as f:
+    golden = json.load(f)
+  overrides = [a for a in shlex.split(golden['command'])
+               if a.startswith('--config.')]
+  config = configs.apply_overrides(configs.get_config('mnist_lenet'),
+                                   overrides)
+  config.data_dir = data_dir
+  with tempfile.TemporaryDirectory() as workdir:
+    results = train.train_and_evaluate(config, workdir)
+  golden.update(
+      what=f'Short mnist_lenet runs (commit {train.code_commit()}): {why} '
+      'tests/test_regression.py reruns them and requires identical numbers.',
+      versions=train.versions(), backend=jax.default_backend(),
+      eval_steps=results.eval_steps,
+      runs=[{'method': r.method, 'seed': r.seed,
+             **{key: getattr(r, key) for key in KEYS}}
+            for r in results.runs])
+  from experiments import records  # pylint: disable=g-import-not-at-top
+  records.write_json(GOLDEN, golden)
+
+
+if __name__ == '__main__':
+  # python -m tests.test_regression "WHY THE NUMBERS CHANGED" [DATA_DIR]
+  import sys  # pylint: disable=g-import-not-at-top
+  regenerate(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else
+             os.path.join(ROOT, '..', 'shared', 'data', 'mnist'))

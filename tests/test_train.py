@@ -79,11 +79,17 @@ def test_eval_step_counts(mnist_config):
   logits = model.apply({'params': params}, jnp.zeros((5, 28, 28, 1)))
   predicted = int(jnp.argmax(logits[0]))
   labels = np.array([predicted] * 3 + [(predicted + 1) % 10] * 2, np.int32)
-  correct, correct5, loss = eval_step(params, images, labels)
+  correct, correct5, loss = eval_step(params, images, labels,
+                                      np.ones(5, bool))
   assert int(correct) == 3 and 3 <= int(correct5) <= 5
-  np.testing.assert_allclose(
-      loss, optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels).sum(), rtol=1e-5)
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                                labels)
+  np.testing.assert_allclose(loss, per_example.sum(), rtol=1e-5)
+  # Padding rows (real=False) count for nothing.
+  real = np.array([True, False, True, True, False])
+  correct, correct5, loss = eval_step(params, images, labels, real)
+  assert int(correct) == 2 and int(correct5) <= 3
+  np.testing.assert_allclose(loss, per_example[real].sum(), rtol=1e-5)
 
 
 def check_outputs(workdir, methods, num_seeds, eval_steps,

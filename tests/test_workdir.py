@@ -81,7 +81,18 @@ def test_checkpoint_resume_is_bit_exact(mnist_config, tmp_path, monkeypatch):
   monkeypatch.setattr(workdir_lib.RunCheckpoints, 'save', original_save)
   assert not os.path.exists(os.path.join(interrupted, 'runs',
                                          'nag+layer_seed0.json'))
+  # Resuming verifies (hashes) each checkpoint once, not once per opening.
+  checked = []
+  original_problem = workdir_lib.RunCheckpoints._problem  # pylint: disable=protected-access
+
+  def counted_problem(self, step):
+    checked.append((self.name, step))
+    return original_problem(self, step)
+
+  monkeypatch.setattr(workdir_lib.RunCheckpoints, '_problem', counted_problem)
   train.train_and_evaluate(config, interrupted)
+  assert ('nag+layer_seed0', 4) in checked
+  assert len(checked) == len(set(checked)), checked
 
   def final(workdir):
     checkpoints = workdir_lib.RunCheckpoints(

@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
   # 'tfds' (default: what users with internet have) | 'local' | 'synthetic'.
   config.data_source = 'tfds'
   config.data_dir = ''  # TFDS data dir, or the folder of the local files.
-  config.max_eval_examples = 0  # 0: the whole evaluation split.
+  # 0: the whole evaluation split; N: a fixed random subset of N examples.
+  config.max_eval_examples = 0
 
   # Caffe solver (experiments/solvers.py).
   config.base_lr = 0.01
