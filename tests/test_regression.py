@@ -1,7 +1,9 @@
 """The experiments reproduce committed numbers exactly.
 
-tests/golden/mnist_lenet_short.json holds short mnist_lenet runs made by the
-experiments code before its restructure (issue #13). The same config must
+tests/golden/mnist_lenet_short.json holds short mnist_lenet runs, first made
+by the experiments code before its restructure (issue #13); regenerated
+(``python -m tests.test_regression WHY``) only for a deliberate change of
+what they compute, recorded in its "what". The same config must
 give the same numbers, bit for bit, on the same software versions (XLA's
 float results can change between versions, so the comparison is exact only
 when the recorded versions match; otherwise to float tolerance).
