@@ -3,4 +3,6 @@
 # doctests, the sharding check on 8 simulated devices, tiny end-to-end runs
 # and the notebooks). Needs ../shared/data (fails, never skips, without it).
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
-exec python -m pytest -q --durations=25 "$@"
+# Two workers (the machine's cores); a file's tests stay on one worker, so
+# module-scoped fixtures (a reference run, the kill-anywhere check) run once.
+exec python -m pytest -q -n 2 --dist loadfile --durations=25 "$@"
