@@ -17,7 +17,7 @@ On a cluster there is no launcher to run: start the same
 ``python -m experiments.run ... --config.distributed=true`` once per host
 (``srun`` on SLURM, ``gcloud compute tpus tpu-vm ssh --worker=all`` on a
 Cloud TPU pod slice); `jax.distributed.initialize()` reads the process id,
-count and coordinator from the cluster (README, "Scale").
+count and coordinator from the cluster (README, "Scale and faults").
 """
 
 from __future__ import annotations

@@ -199,7 +199,7 @@ def _tiny_run_args(mnist_dir, workdir, *extra):
 def test_a_read_only_workdir_is_refused_before_training(mnist_dir, tmp_path,
                                                          monkeypatch, capsys):
   """Read-only as a file system makes it (EROFS), whoever the user is; also
-  tried on a read-only tmpfs mount (README, "Faults and first runs")."""
+  tried on a read-only tmpfs mount (README, "Scale and faults")."""
   import errno
   import tempfile
   workdir = tmp_path / 'w'
