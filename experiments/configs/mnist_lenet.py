@@ -30,11 +30,12 @@ def get_config() -> ml_collections.ConfigDict:
   _common.caffe_lenet_solver(config)
   # The tuned comparison (python -m experiments.sweep mnist_lenet): every
   # base with and without the layer factor, the +global control for SGD and
-  # AdaGrad, the warm-up control for SGD, LARS and LAMB. Ordered so that an
-  # interrupted sweep has the paper's question (SGD, AdaGrad) answered first.
+  # AdaGrad, the warm-up control for SGD, LARS and LAMB, and Adam with the
+  # capped factor (+layercap, issue #11). Ordered so that an interrupted
+  # sweep has the paper's question (SGD, AdaGrad) answered first.
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
                           'adagrad+layer,adagrad+global,nag,nag+layer,adam,'
-                          'adam+layer,lars,lamb')
+                          'adam+layer,adam+layercap,lars,lamb')
 
   # Table I of the paper: test error (%) mean and std over 10 runs. The first
   # row's iteration label is cut from the excerpt; 600 is assumed.
