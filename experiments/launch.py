@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
   command = [sys.executable, '-m', MODULES[args.module], *forwarded,
              '--config.distributed=true']
   procs, logs = [], []
+
+  def terminated(signum, frame):  # a scheduler pre-empting the launcher
+    raise SystemExit(128 + signum)
+
+  signal.signal(signal.SIGTERM, terminated)
   try:
     for i in range(args.num_processes):
       env = _environment(args, i, port)
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     # says what it saved. Give them time to finish that.
     _stop(procs, grace=30.0)
     return 130
+  finally:
+    _stop(procs)  # never leave a process behind, whatever stopped us
 
 
 if __name__ == '__main__':

@@ -159,3 +159,40 @@ def test_launch_usage_errors(run_module):
   assert proc.returncode == 2 and 'nothing to run' in proc.stderr
   proc = run_module('experiments.launch', '--help')
   assert proc.returncode == 0 and 'srun' in proc.stdout
+
+
+def _parent(pid: str) -> int | None:
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return int(f.read().rsplit(')', 1)[1].split()[1])
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
+  """SIGTERM to the launcher (a scheduler pre-empting it) stops every
+  process it started."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  launcher = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
+       '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
+       *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
+       '--config.eval_every=1000', '--workdir', str(tmp_path / 'w')],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  # Wait until the workers are up (process 1 writes its log).
+  deadline = time.monotonic() + 120
+  while not os.path.exists(tmp_path / 'logs' / 'process-1.log'):
+    assert time.monotonic() < deadline and launcher.poll() is None
+    time.sleep(0.2)
+  children = [pid for pid in os.listdir('/proc') if pid.isdigit()
+              and _parent(pid) == launcher.pid]
+  assert len(children) == 2, children
+  launcher.send_signal(signal.SIGTERM)
+  launcher.communicate(timeout=60)
+  assert launcher.returncode == 128 + signal.SIGTERM
+  for pid in children:
+    assert not os.path.exists(f'/proc/{pid}') or open(
+        f'/proc/{pid}/stat').read().split()[2] == 'Z', pid
