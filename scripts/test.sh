@@ -3,6 +3,7 @@
 # doctests, the sharding check on 8 simulated devices, tiny end-to-end runs
 # and the notebooks). Needs ../shared/data (fails, never skips, without it).
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
-# Two workers (the machine's cores); a file's tests stay on one worker, so
-# module-scoped fixtures (a reference run, the kill-anywhere check) run once.
-exec python -m pytest -q -n 2 --dist loadfile --durations=25 "$@"
+# Two workers (the machine's cores). Tests sharing a module-scoped fixture
+# (a reference run, the kill-anywhere check) carry one xdist_group mark and
+# stay on one worker, so the fixture runs once.
+exec python -m pytest -q -n 2 --dist loadgroup --durations=25 "$@"

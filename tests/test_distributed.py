@@ -68,6 +68,8 @@ def lenet_1x8(launch, tmp_path_factory):
   return results(workdir)
 
 
+# Tests sharing the module-scoped 1x8 reference run on one xdist worker.
+@pytest.mark.xdist_group('lenet_1x8')
 def test_two_processes_equal_one_process_lenet(launch, lenet_1x8, mnist_dir,
                                                tmp_path):
   proc = launch(2, 4, tmp_path / '2x4', *LENET,
@@ -81,6 +83,7 @@ def test_two_processes_equal_one_process_lenet(launch, lenet_1x8, mnist_dir,
   assert len(run['test_error']) == 2 and run['test_error'][-1] < 60
 
 
+@pytest.mark.xdist_group('lenet_1x8')
 def test_layer_norms_are_global_one_device_gives_the_same_factors(
     lenet_1x8, run_module, mnist_dir, tmp_path):
   """The factor of each layer comes from the norm of its whole gradient:
@@ -124,6 +127,7 @@ def test_cifar10_fsdp_two_processes_equal_one_process(launch, cifar_dir,
                                                  'ip1'}
 
 
+@pytest.mark.xdist_group('lenet_1x8')
 @pytest.mark.parametrize('first,then', [((2, 4), (1, 8)), ((1, 8), (2, 4))],
                          ids=['2x4-then-1x8', '1x8-then-2x4'])
 def test_a_checkpoint_resumes_in_the_other_layout(launch, lenet_1x8,

@@ -33,6 +33,9 @@ def reference(kill_check):
   return kill_anywhere.outputs(os.path.join(kill_check[0], 'uninterrupted'))
 
 
+# Tests sharing the module-scoped kill check run on one xdist worker, so it
+# runs once.
+@pytest.mark.xdist_group('kill_check')
 def test_killed_anywhere_ten_times_gives_bit_identical_results(kill_check):
   _, report = kill_check
   assert report['kills'] >= 10, report
@@ -62,6 +65,7 @@ def _largest_file(folder):
   return max(files, key=os.path.getsize)
 
 
+@pytest.mark.xdist_group('kill_check')
 def test_a_changed_latest_checkpoint_is_skipped_with_a_warning(
     tmp_path, overrides, reference):
   workdir = str(tmp_path / 'w')
