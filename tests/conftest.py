@@ -35,6 +35,22 @@ def cifar_dir() -> str:
   return require_shared_data(os.path.join(SHARED_DATA, 'cifar10-jpeg'))
 
 
+@pytest.fixture(scope='session')
+def _cifar_cache_dir(tmp_path_factory) -> str:
+  return str(tmp_path_factory.mktemp('cifar-cache'))
+
+
+@pytest.fixture
+def cifar_cache(_cifar_cache_dir, cifar_dir, monkeypatch) -> str:
+  """$LAYERLR_CACHE set to one folder per test session (and worker), with
+  the CIFAR-10 zip decoded into it once: tests that train on CIFAR-10 share
+  the decoding (tests/test_data.py tests the decoding itself, uncached)."""
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('LAYERLR_CACHE', _cifar_cache_dir)
+  data_lib.load('cifar10', 'local', cifar_dir)
+  return _cifar_cache_dir
+
+
 @pytest.fixture
 def mnist_config(mnist_dir):
   """A factory of tiny mnist_lenet configs on the local files:

@@ -19,7 +19,6 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import data as data_lib
 from tests.conftest import ROOT, SHARED_DATA, require_shared_data
 
 LENET = ['mnist_lenet', '--config.data_source=local',
@@ -105,11 +104,9 @@ def test_layer_norms_are_global_one_device_gives_the_same_factors(
 
 
 def test_cifar10_fsdp_two_processes_equal_one_process(launch, cifar_dir,
-                                                      tmp_path, monkeypatch):
-  # Decode the JPEG zip once here, not in each process at the same time
-  # (the processes inherit $LAYERLR_CACHE).
-  monkeypatch.setenv('LAYERLR_CACHE', str(tmp_path / 'cache'))
-  data_lib.load('cifar10', 'local', cifar_dir)
+                                                      cifar_cache, tmp_path):
+  # The zip is decoded once (cifar_cache), not in each process at the same
+  # time: the processes inherit $LAYERLR_CACHE.
   args = ['cifar10_full', '--config.data_source=local',
           f'--config.data_dir={cifar_dir}', '--config.num_steps=4',
           '--config.eval_every=2', '--config.log_every=2',

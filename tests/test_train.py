@@ -144,9 +144,8 @@ def test_end_to_end_tfds_mock_data(mnist_config, tmp_path):
   check_outputs(workdir, ['sgd', 'sgd+layer'], 1, [2, 4])
 
 
-def test_cifar10_local_zip_end_to_end(cifar_dir, tmp_path, monkeypatch):
+def test_cifar10_local_zip_end_to_end(cifar_dir, cifar_cache, tmp_path):
   from experiments import configs
-  monkeypatch.setenv('LAYERLR_CACHE', str(tmp_path / 'cache'))
   config = configs.get_config('cifar10_full_short')
   config.update(dict(data_source='local', data_dir=cifar_dir, num_seeds=1,
                      num_steps=4, eval_every=2, log_every=2, batch_size=20,
