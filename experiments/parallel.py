@@ -45,8 +45,17 @@ def initialize_distributed() -> None:
         coordinator_address=os.environ[COORDINATOR_ENV],
         num_processes=int(os.environ[NUM_PROCESSES_ENV]),
         process_id=int(os.environ[PROCESS_ID_ENV]))
-  else:
+    return
+  try:
     jax.distributed.initialize()
+  except ValueError as e:  # no cluster to read the process layout from
+    from experiments import configs  # pylint: disable=g-import-not-at-top
+    raise configs.ConfigError(
+        f'config.distributed=true, but no cluster was found to join ({e}). '
+        'On one machine use python -m experiments.launch --num_processes N '
+        '-- <these arguments>; on SLURM start it with srun, on a Cloud TPU '
+        'pod slice on every worker (jax.distributed then finds the rest); '
+        'or drop --config.distributed=true for one process.') from None
 
 
 def is_writer() -> bool:

@@ -16,6 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
 
 
+def pytest_configure(config):
+  # Known without pytest-xdist too (e.g. -p no:xdist): tests/test.sh's
+  # --dist loadgroup keeps a group's tests on one worker.
+  config.addinivalue_line(
+      'markers', 'xdist_group(name): tests sharing a module-scoped fixture')
+
+
 def require_shared_data(path: str) -> str:
   if not os.path.exists(path):
     pytest.fail(f'the shared data is missing: expected {path!r} (the '

@@ -197,3 +197,19 @@ def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
         f'/proc/{pid}/stat').read().split()[2] == 'Z', pid
+
+
+def test_distributed_without_a_cluster_is_one_line(run_module, mnist_dir,
+                                                   tmp_path, monkeypatch):
+  for name in list(os.environ):
+    if name.startswith(('SLURM_', 'OMPI_', 'JAX_COORDINATOR', 'LAYERLR_')):
+      monkeypatch.delenv(name)
+  proc = run_module('experiments.run', *LENET,
+                    f'--config.data_dir={mnist_dir}',
+                    '--config.distributed=true', '--workdir',
+                    str(tmp_path / 'w'))
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert 'no cluster was found' in proc.stderr
+  assert 'experiments.launch' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert not os.path.exists(tmp_path / 'w')
