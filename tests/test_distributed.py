@@ -213,3 +213,16 @@ def test_distributed_without_a_cluster_is_one_line(run_module, mnist_dir,
   assert 'experiments.launch' in proc.stderr
   assert 'Traceback' not in proc.stderr
   assert not os.path.exists(tmp_path / 'w')
+
+
+def test_distributed_check_compares_every_series_of_every_seed():
+  from experiments import distributed_check  # pylint: disable=g-import-not-at-top
+  run = {'train_loss': [2.0, 1.0], 'test_error': [50.0, 20.0],
+         'test_loss': [1.5, 0.5], 'layer_factors': {'a': [2.0, 3.0]}}
+  other = json.loads(json.dumps(run))
+  assert distributed_check.compare([run, run], [run, other]) == {
+      'identical': True, 'max_relative_difference': 0.0}
+  other['layer_factors']['a'][1] = 3.0 * (1 + 1e-6)
+  result = distributed_check.compare([run, run], [run, other])
+  assert not result['identical']
+  assert abs(result['max_relative_difference'] - 1e-6) < 1e-9
