@@ -58,6 +58,10 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument('--cpu_devices_per_process', type=int, default=0,
                       help='run on the CPU with this many simulated devices '
                       'per process (0: the default backend and devices)')
+  parser.add_argument('--accelerators_per_process', type=int, default=0,
+                      help='give process i GPUs i*K..i*K+K-1 of this host '
+                      '($JAX_LOCAL_DEVICE_IDS); 0: every process sees every '
+                      'accelerator (right for one process per host)')
   parser.add_argument('--module', choices=sorted(MODULES), default='run',
                       help='experiments.run (default) or experiments.sweep')
   parser.add_argument('--port', type=int, default=0,
@@ -68,8 +72,12 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
   args = parser.parse_args(own)
   if args.num_processes < 1:
     parser.error(f'--num_processes must be >= 1, not {args.num_processes}.')
-  if args.cpu_devices_per_process < 0:
-    parser.error('--cpu_devices_per_process must be >= 0.')
+  if args.cpu_devices_per_process < 0 or args.accelerators_per_process < 0:
+    parser.error('--cpu_devices_per_process and --accelerators_per_process '
+                 'must be >= 0.')
+  if args.cpu_devices_per_process and args.accelerators_per_process:
+    parser.error('choose --cpu_devices_per_process (CPU) or '
+                 '--accelerators_per_process (GPUs), not both.')
   if not forwarded:
     parser.error('nothing to run: put the experiment\'s arguments after '
                  '"--", e.g. -- mnist_lenet --workdir DIR')
@@ -88,6 +96,10 @@ def _environment(args, process_id: int, port: int) -> dict[str, str]:
     flags.append('--xla_force_host_platform_device_count='
                  f'{args.cpu_devices_per_process}')
     env['XLA_FLAGS'] = ' '.join(flags)
+  if args.accelerators_per_process:
+    k = args.accelerators_per_process
+    env['JAX_LOCAL_DEVICE_IDS'] = ','.join(
+        str(i) for i in range(process_id * k, (process_id + 1) * k))
   return env
 
 

@@ -226,3 +226,24 @@ def test_distributed_check_compares_every_series_of_every_seed():
   result = distributed_check.compare([run, run], [run, other])
   assert not result['identical']
   assert abs(result['max_relative_difference'] - 1e-6) < 1e-9
+
+
+def test_launch_gives_each_process_its_ids_and_devices():
+  from experiments import launch  # pylint: disable=g-import-not-at-top
+  args, forwarded = launch._parse(  # pylint: disable=protected-access
+      ['--num_processes=2', '--accelerators_per_process=4', '--',
+       'mnist_lenet', '--workdir', 'w'])
+  assert forwarded == ['mnist_lenet', '--workdir', 'w']
+  env = launch._environment(args, 1, 1234)  # pylint: disable=protected-access
+  assert env['LAYERLR_PROCESS_ID'] == '1'
+  assert env['LAYERLR_NUM_PROCESSES'] == '2'
+  assert env['JAX_COORDINATOR_ADDRESS'] == 'localhost:1234'
+  assert env['JAX_LOCAL_DEVICE_IDS'] == '4,5,6,7'
+  args, _ = launch._parse(  # pylint: disable=protected-access
+      ['--num_processes=2', '--cpu_devices_per_process=3', '--', 'x'])
+  env = launch._environment(args, 0, 1)  # pylint: disable=protected-access
+  assert env['JAX_PLATFORMS'] == 'cpu'
+  assert '--xla_force_host_platform_device_count=3' in env['XLA_FLAGS']
+  with pytest.raises(SystemExit):
+    launch._parse(['--num_processes=2', '--cpu_devices_per_process=2',  # pylint: disable=protected-access
+                   '--accelerators_per_process=2', '--', 'x'])
