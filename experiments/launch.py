@@ -173,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
       time.sleep(0.2)
   except KeyboardInterrupt:
     # The terminal sent SIGINT to every process of the group already; each
-    # says what it saved. Give them time to finish that.
-    _stop(procs, grace=30.0)
+    # says what it saved. Give them time to finish that before any SIGTERM.
+    deadline = time.monotonic() + 30.0
+    for p in procs:
+      try:
+        p.wait(timeout=max(0.0, deadline - time.monotonic()))
+      except subprocess.TimeoutExpired:
+        pass
     return 130
   finally:
     _stop(procs)  # never leave a process behind, whatever stopped us

@@ -180,7 +180,7 @@ def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
       [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
        '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
        *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
-       '--config.eval_every=1000', '--workdir', str(tmp_path / 'w')],
+       '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True)
   # Wait until the workers are up (process 1 writes its log).
@@ -247,3 +247,35 @@ def test_launch_gives_each_process_its_ids_and_devices():
   with pytest.raises(SystemExit):
     launch._parse(['--num_processes=2', '--cpu_devices_per_process=2',  # pylint: disable=protected-access
                    '--accelerators_per_process=2', '--', 'x'])
+
+
+def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
+                                                          tmp_path):
+  """Ctrl-C in a terminal sends SIGINT to the launcher's whole process
+  group: each process stops, process 0 says what was saved, the launcher
+  exits 130 and leaves nothing running."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  launcher = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
+       '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
+       *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
+       '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, start_new_session=True)
+  deadline = time.monotonic() + 180
+  # Training has started once process 0 has claimed the workdir.
+  while not os.path.exists(tmp_path / 'w' / 'config.json'):
+    assert time.monotonic() < deadline and launcher.poll() is None
+    time.sleep(0.2)
+  time.sleep(3)
+  children = [pid for pid in os.listdir('/proc') if pid.isdigit()
+              and _parent(pid) == launcher.pid]
+  os.killpg(launcher.pid, signal.SIGINT)
+  _, stderr = launcher.communicate(timeout=120)
+  assert launcher.returncode == 130, stderr[-3000:]
+  assert 'run the same command again to resume' in stderr
+  for pid in children:
+    assert not os.path.exists(f'/proc/{pid}') or open(
+        f'/proc/{pid}/stat').read().split()[2] == 'Z', pid
