@@ -183,16 +183,21 @@ def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
        '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True)
-  # Wait until the workers are up (process 1 writes its log).
-  deadline = time.monotonic() + 120
-  while not os.path.exists(tmp_path / 'logs' / 'process-1.log'):
-    assert time.monotonic() < deadline and launcher.poll() is None
-    time.sleep(0.2)
-  children = [pid for pid in os.listdir('/proc') if pid.isdigit()
-              and _parent(pid) == launcher.pid]
-  assert len(children) == 2, children
-  launcher.send_signal(signal.SIGTERM)
-  launcher.communicate(timeout=60)
+  try:
+    # Wait until both processes have been started.
+    deadline = time.monotonic() + 120
+    children = []
+    while len(children) < 2:
+      assert time.monotonic() < deadline and launcher.poll() is None, children
+      time.sleep(0.2)
+      children = [pid for pid in os.listdir('/proc') if pid.isdigit()
+                  and _parent(pid) == launcher.pid]
+    launcher.send_signal(signal.SIGTERM)
+    launcher.communicate(timeout=60)
+  finally:
+    if launcher.poll() is None:  # never leave a job training behind
+      launcher.terminate()
+      launcher.wait(timeout=60)
   assert launcher.returncode == 128 + signal.SIGTERM
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
@@ -263,17 +268,25 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
        *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
        '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True, start_new_session=True)
-  deadline = time.monotonic() + 180
-  # Training has started once process 0 has claimed the workdir.
-  while not os.path.exists(tmp_path / 'w' / 'config.json'):
-    assert time.monotonic() < deadline and launcher.poll() is None
-    time.sleep(0.2)
-  time.sleep(3)
-  children = [pid for pid in os.listdir('/proc') if pid.isdigit()
-              and _parent(pid) == launcher.pid]
-  os.killpg(launcher.pid, signal.SIGINT)
-  _, stderr = launcher.communicate(timeout=120)
+      text=True, start_new_session=True,
+      # As from a terminal: a test run started in the background (e.g.
+      # `nohup ... &`) would hand down SIGINT ignored.
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  try:
+    deadline = time.monotonic() + 180
+    # Training has started once process 0 has claimed the workdir.
+    while not os.path.exists(tmp_path / 'w' / 'config.json'):
+      assert time.monotonic() < deadline and launcher.poll() is None
+      time.sleep(0.2)
+    time.sleep(3)
+    children = [pid for pid in os.listdir('/proc') if pid.isdigit()
+                and _parent(pid) == launcher.pid]
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=120)
+  finally:
+    if launcher.poll() is None:  # never leave a job training behind
+      os.killpg(launcher.pid, signal.SIGKILL)
+      launcher.wait()
   assert launcher.returncode == 130, stderr[-3000:]
   assert 'run the same command again to resume' in stderr
   for pid in children:
