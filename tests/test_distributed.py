@@ -170,19 +170,24 @@ def _parent(pid: str) -> int | None:
     return None
 
 
-def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
-  """SIGTERM to the launcher (a scheduler pre-empting it) stops every
-  process it started."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+def _start_long_launch(mnist_dir, tmp_path, **popen_kwargs):
+  """A 2-process LeNet launch long enough to be stopped while it trains."""
   env = dict(os.environ, PYTHONPATH=ROOT)
-  launcher = subprocess.Popen(
+  return subprocess.Popen(
       [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
        '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
        *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
        '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+      text=True, **popen_kwargs)
+
+
+def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
+  """SIGTERM to the launcher (a scheduler pre-empting it) stops every
+  process it started."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  launcher = _start_long_launch(mnist_dir, tmp_path)
   try:
     # Wait until both processes have been started.
     deadline = time.monotonic() + 120
@@ -261,14 +266,8 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
   exits 130 and leaves nothing running."""
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  launcher = subprocess.Popen(
-      [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
-       '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
-       *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
-       '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True, start_new_session=True,
+  launcher = _start_long_launch(
+      mnist_dir, tmp_path, start_new_session=True,
       # As from a terminal: a test run started in the background (e.g.
       # `nohup ... &`) would hand down SIGINT ignored.
       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
