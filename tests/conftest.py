@@ -7,13 +7,28 @@ that need it fail (never skip) with a clear message when it is missing.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
+
+# One XLA compilation cache per test session, shared by the xdist workers and
+# every subprocess (they inherit the environment): most of the suite's time is
+# compiling the same small programs again, in restarts (kill-anywhere, resume,
+# multi-process) and in tests that train the same configuration. Cached
+# executables are the same code, so no result changes; the cache starts empty
+# and is removed at the end, so nothing carries over between sessions.
+# Set JAX_COMPILATION_CACHE_DIR yourself to keep one, or to '' for none.
+_OWN_COMPILATION_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _OWN_COMPILATION_CACHE = tempfile.mkdtemp(prefix='layerlr-test-xla-cache-')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _OWN_COMPILATION_CACHE
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
 def pytest_configure(config):
@@ -21,6 +36,14 @@ def pytest_configure(config):
   # --dist loadgroup keeps a group's tests on one worker.
   config.addinivalue_line(
       'markers', 'xdist_group(name): tests sharing a module-scoped fixture')
+
+
+def pytest_unconfigure(config):
+  del config
+  # The process that made the cache removes it (the xdist controller; workers
+  # inherit the variable, so _OWN_COMPILATION_CACHE is None there).
+  if _OWN_COMPILATION_CACHE:
+    shutil.rmtree(_OWN_COMPILATION_CACHE, ignore_errors=True)
 
 
 def require_shared_data(path: str) -> str:

@@ -1,5 +1,8 @@
-"""The notebooks: generated from notebooks/src, committed with outputs, and
-executable top to bottom offline (with the local data)."""
+"""The notebooks: generated from notebooks/src, committed with outputs (run
+at their own sizes by ``python -m notebooks.build``), and executable top to
+bottom offline (with the local data). The execution test runs every cell
+with smaller run sizes, the values of each notebook's parameters cell, to
+keep the suite short; the code run is the same."""
 
 import os
 
@@ -10,8 +13,18 @@ from notebooks import build
 from tests.conftest import SHARED_DATA, require_shared_data
 
 
+# Small enough for seconds of training, large enough that every plot and
+# summary cell has data (e.g. quickstart smooths the loss over 20 steps).
+QUICK_SIZES = {
+    'quickstart': {'NUM_STEPS': 60, 'EVAL_EVERY': 30, 'SEEDS': (0,)},
+    'vanishing_gradients': {'NUM_STEPS': 100, 'SEEDS': (0,)},
+    'saddle_points': {'MAX_STEPS': 300, 'SEEDS': 2, 'RATES': (0.1, 0.3),
+                      'SCALES': (1e-1, 3e-2, 1e-2)},
+}
+
+
 def _code(nb):
-  return [(c.cell_type, c.source) for c in nb.cells]
+  return [(c.cell_type, c.source, c.metadata.get('tags')) for c in nb.cells]
 
 
 @pytest.mark.parametrize('name', build.NOTEBOOKS)
@@ -32,4 +45,16 @@ def test_committed_notebook_is_generated_and_has_outputs(name):
 def test_notebook_executes_headlessly(name):
   require_shared_data(os.path.join(SHARED_DATA, "mnist"))
   nb = nbformat.read(os.path.join(build.HERE, f'{name}.ipynb'), 4)
-  build.execute(nb)  # raises CellExecutionError on any failing cell
+  # Raises CellExecutionError on any failing cell.
+  nb = build.execute(nb, parameters=QUICK_SIZES[name])
+  injected = [c for c in nb.cells
+              if 'injected-parameters' in c.metadata.get('tags', [])]
+  assert len(injected) == 1 and injected[0].outputs == []
+  outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+  assert any('image/png' in o.get('data', {}) for o in outputs)
+
+
+def test_parameters_must_be_defined_by_the_parameters_cell():
+  nb = build.build('quickstart')
+  with pytest.raises(ValueError, match=r"does not define \['NUM_STEP'\]"):
+    build.with_parameters(nb, {'NUM_STEP': 10})

@@ -87,6 +87,11 @@ print(layerlr_optax.layer_partition(params))
 # 5e-4), 400 iterations of batch 64, 2 seeds each. Offline this reads the
 # MNIST files in `../../shared/data/mnist`; elsewhere it uses TFDS.
 
+# %% [parameters]
+# Run sizes. The text describes these; smaller ones give a quick look (the
+# tests execute the notebook with smaller ones).
+NUM_STEPS, EVAL_EVERY, BATCH, SEEDS = 400, 50, 64, (0, 1)
+
 # %%
 LOCAL_MNIST = os.path.abspath(os.path.join('..', '..', 'shared', 'data',
                                            'mnist'))
@@ -96,7 +101,6 @@ mnist = data_lib.load('mnist', source, LOCAL_MNIST if source == 'local'
 print(f'MNIST from {source}: train {mnist.train_images.shape}, '
       f'test {mnist.test_images.shape}')
 
-NUM_STEPS, EVAL_EVERY, BATCH, SEEDS = 400, 50, 64, (0, 1)
 model = models.LeNet()
 x_test = jnp.asarray(mnist.test_images, jnp.float32) / 256.0
 y_test = jnp.asarray(mnist.test_labels)

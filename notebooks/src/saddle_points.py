@@ -36,11 +36,15 @@ import optax
 
 import layerlr_optax
 
+# %% [parameters]
+# Run sizes. The text describes these; smaller ones give a quick look (the
+# tests execute the notebook with smaller ones).
 DIM, DEPTH, MAX_STEPS = 16, 3, 4000
 SEEDS = 8
 RATES = (0.03, 0.1, 0.3, 1.0)
 SCALES = (3e-1, 1e-1, 3e-2, 1e-2)
 
+# %%
 target = jax.random.normal(jax.random.key(1234), (DIM, DIM)) / np.sqrt(DIM)
 target = target / jnp.linalg.norm(target, 2)  # spectral norm 1
 

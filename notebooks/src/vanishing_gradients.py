@@ -117,10 +117,13 @@ for name, (norms, factors) in init_norms.items():
 # mixes "more rate overall" with "more rate where gradients are small": the
 # sweep over rates separates the two.
 
-# %%
+# %% [parameters]
+# Run sizes. The text describes these; smaller ones give a quick look (the
+# tests execute the notebook with smaller ones).
 NUM_STEPS, BATCH = 1500, 64
+SEEDS, RATES = (0, 1), (0.01, 0.03, 0.1)
 
-
+# %%
 def train(model, layer_specific, lr, seed):
   loss_fn = make_loss(model)
   opt = (layerlr_optax.sgd if layer_specific else optax.sgd)(lr, momentum=0.9)
@@ -155,7 +158,6 @@ print('sigmoid, lr 0.1: test error SGD {:.2f}% vs SGD+layer {:.2f}%'.format(
     sigmoid_runs[False]['test_error'], sigmoid_runs[True]['test_error']))
 
 tanh = NETWORKS['tanh, small init']
-SEEDS, RATES = (0, 1), (0.01, 0.03, 0.1)
 runs = {(ls, lr, s): train(tanh, ls, lr, s) for ls in (False, True)
         for lr in RATES for s in SEEDS}
 
