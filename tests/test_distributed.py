@@ -170,11 +170,24 @@ def _parent(pid: str) -> int | None:
     return None
 
 
+# `python -m experiments.launch` with Ctrl-C's default handling, as from a
+# terminal: a test run started in the background (e.g. `nohup ... &`) hands
+# SIGINT down ignored, and Python then never raises KeyboardInterrupt.
+# (Resetting it in the launcher itself, not in a preexec_fn: forking a
+# multithreaded test process to run Python code can deadlock.)
+_LAUNCH_WITH_DEFAULT_SIGINT = [
+    sys.executable, '-c',
+    'import runpy, signal; '
+    'signal.signal(signal.SIGINT, signal.default_int_handler); '
+    'runpy.run_module("experiments.launch", run_name="__main__", '
+    'alter_sys=True)']
+
+
 def _start_long_launch(mnist_dir, tmp_path, **popen_kwargs):
   """A 2-process LeNet launch long enough to be stopped while it trains."""
   env = dict(os.environ, PYTHONPATH=ROOT)
   return subprocess.Popen(
-      [sys.executable, '-m', 'experiments.launch', '--num_processes=2',
+      [*_LAUNCH_WITH_DEFAULT_SIGINT, '--num_processes=2',
        '--cpu_devices_per_process=1', f'--log_dir={tmp_path / "logs"}', '--',
        *LENET, f'--config.data_dir={mnist_dir}', '--config.num_steps=3000',
        '--config.eval_every=1500', '--workdir', str(tmp_path / 'w')],
@@ -266,11 +279,7 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
   exits 130 and leaves nothing running."""
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  launcher = _start_long_launch(
-      mnist_dir, tmp_path, start_new_session=True,
-      # As from a terminal: a test run started in the background (e.g.
-      # `nohup ... &`) would hand down SIGINT ignored.
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  launcher = _start_long_launch(mnist_dir, tmp_path, start_new_session=True)
   try:
     deadline = time.monotonic() + 180
     # Training has started once process 0 has claimed the workdir.
