@@ -30,6 +30,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import struct
@@ -50,6 +51,12 @@ MNIST_FILES = {
     'test_images': 't10k-images-idx3-ubyte.gz',
     'test_labels': 't10k-labels-idx1-ubyte.gz',
 }
+# MNIST-format datasets name their files the same way, some with a prefix
+# (EMNIST: 'emnist-balanced-train-images-idx3-ubyte.gz'), some with a dot
+# ('train-images.idx3-ubyte'), some uncompressed.
+_IDX_NAME = re.compile(
+    r'^(?P<prefix>.*?)(?P<split>train|t10k|test)-(?P<kind>images|labels)'
+    r'[-.]idx(?P<ndim>[13])-ubyte(?P<gz>\.gz)?$')
 CIFAR10_ZIP = 'cifar10-jpeg.zip'
 # SHA-256 of the *decompressed* IDX files of the original MNIST release (the
 # .gz wrappers vary with the compressor; the bytes inside do not). A local
@@ -141,9 +148,7 @@ def identity(config) -> dict:
     info['paper_data'] = True
   elif config.data_source == 'local' and config.dataset == 'mnist':
     digests = {}
-    for key, fname in MNIST_FILES.items():
-      path = os.path.join(config.data_dir, fname)
-      _require(path, 'an MNIST IDX .gz file')
+    for key, path in mnist_files(config.data_dir).items():
       stat = os.stat(path)
       digests[key] = _content_sha256(os.path.abspath(path), stat.st_size,
                                      stat.st_mtime_ns)
@@ -154,11 +159,10 @@ def identity(config) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _content_sha256(path: str, size: int, mtime_ns: int) -> str:
-  """SHA-256 of a .gz file's decompressed bytes, once per file version and
-  process (a sweep asks after every wave)."""
+  """SHA-256 of an IDX file's (decompressed) bytes, once per file version
+  and process (a sweep asks after every wave)."""
   del size, mtime_ns  # part of the cache key only
-  with gzip.open(path, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
 # Where TFDS downloads each dataset from: checked (seconds) before TFDS
@@ -271,14 +275,73 @@ def _require(path: str, what: str) -> None:
                     'use --config.data_source=tfds.')
 
 
-def read_idx(path: str) -> np.ndarray:
-  """Reads a gzip-compressed IDX file (the MNIST format) into a uint8 array."""
-  _require(path, 'an MNIST IDX .gz file')
+def mnist_files(data_dir: str) -> dict[str, str]:
+  """The paths of the four IDX files of the MNIST-format dataset in
+  `data_dir` (keys as `MNIST_FILES`).
+
+  MNIST's own names, or the same names with a common prefix
+  (``emnist-letters-train-images-idx3-ubyte.gz``), ``.idx3`` for ``-idx3``,
+  ``test`` for ``t10k``, gzip-compressed or not. A folder holding several
+  such datasets (several prefixes) is refused: which one is meant is not
+  for us to guess.
+  """
+  if not os.path.isdir(data_dir):
+    raise DataError(f'--config.data_dir {data_dir!r} is not a folder; it '
+                    'must hold the four MNIST-format IDX files '
+                    f'({", ".join(MNIST_FILES.values())}).')
+  found: dict[str, dict[str, list[str]]] = {}
+  for name in sorted(os.listdir(data_dir)):
+    match = _IDX_NAME.match(name)
+    if not match or (match['kind'] == 'images') != (match['ndim'] == '3'):
+      continue
+    key = ('train' if match['split'] == 'train' else 'test') + '_' + match[
+        'kind']
+    found.setdefault(match['prefix'], {}).setdefault(key, []).append(name)
+  complete = {prefix: files for prefix, files in found.items()
+              if set(files) == set(MNIST_FILES)}
+  if not complete:
+    have = sorted(n for files in found.values() for names in files.values()
+                  for n in names)
+    raise DataError(
+        f'expected the four MNIST-format IDX files in {data_dir!r} '
+        f'({", ".join(MNIST_FILES.values())}; a common prefix, .idx3 or no '
+        f'.gz are fine), but found {have or "none of them"}. Point '
+        '--config.data_dir at the folder that holds them, or use '
+        '--config.data_source=tfds.')
+  if len(complete) > 1:
+    raise DataError(
+        f'{data_dir!r} holds several MNIST-format datasets (file prefixes '
+        f'{sorted(complete)}); point --config.data_dir at a folder with '
+        'just one (e.g. a new folder with links to its four files).')
+  (files,) = complete.values()
+  for key, names in files.items():
+    # A file next to its own .gz (torchvision keeps both) is the same data.
+    names = [n for n in names if f'{n}.gz' not in names]
+    if len(names) > 1:
+      raise DataError(f'{data_dir!r} holds {names} for the same file; keep '
+                      'one of them.')
+    files[key] = names
+  return {key: os.path.join(data_dir, files[key][0]) for key in MNIST_FILES}
+
+
+def _read_bytes(path: str) -> bytes:
+  """A file's bytes, decompressed if its name ends in .gz."""
+  _require(path, 'an MNIST-format IDX file')
   try:
-    with gzip.open(path, 'rb') as f:
-      data = f.read()
+    if path.endswith('.gz'):
+      with gzip.open(path, 'rb') as f:
+        return f.read()
+    with open(path, 'rb') as f:
+      return f.read()
   except (OSError, EOFError) as e:
-    raise DataError(f'{path!r} is not a readable gzip file ({e}).') from e
+    raise DataError(f'{path!r} is not a readable gzip file ({e}).' if
+                    path.endswith('.gz') else f'{path!r}: {e}') from e
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an IDX file (the MNIST format; gzip-compressed if its name ends
+  in .gz) into a uint8 array."""
+  data = _read_bytes(path)
   if len(data) < 4:
     raise DataError(f'{path!r} is too short to be an IDX file.')
   zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
@@ -295,15 +358,26 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def _load_local_mnist(data_dir: str) -> ImageDataset:
-  arrays = {key: read_idx(os.path.join(data_dir, fname))
-            for key, fname in MNIST_FILES.items()}
+  """Any MNIST-format dataset: grey images of any size, as many classes as
+  its largest label + 1 (EMNIST letters, labelled 1-26, gets an unused
+  class 0)."""
+  arrays = {key: read_idx(path) for key, path in mnist_files(data_dir).items()}
+  for split in ('train', 'test'):
+    images, labels = arrays[f'{split}_images'], arrays[f'{split}_labels']
+    if images.ndim != 3 or labels.ndim != 1:
+      raise DataError(
+          f'{data_dir!r}: the {split} IDX files hold arrays of shape '
+          f'{images.shape} and {labels.shape}; expected (N, height, width) '
+          'images and (N,) labels.')
+  num_classes = int(max(arrays['train_labels'].max(initial=0),
+                        arrays['test_labels'].max(initial=0))) + 1
   return ImageDataset(
       'mnist',
       train_images=arrays['train_images'][..., None],
       train_labels=arrays['train_labels'].astype(np.int32),
       test_images=arrays['test_images'][..., None],
       test_labels=arrays['test_labels'].astype(np.int32),
-      num_classes=10)
+      num_classes=num_classes)
 
 
 def _decode_cifar_zip(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

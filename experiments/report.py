@@ -67,7 +67,9 @@ def table_markdown(results: records.Results) -> str:
   steps = results.eval_steps
   paper = results.config.get('paper_table') or {}
   note = 'Cells: ours, then (paper) where the paper reports that cell.'
-  if paper and results.data is not None and not results.data['paper_data']:
+  if not paper:
+    note = 'The paper reports no numbers for this experiment.'
+  elif results.data is not None and not results.data['paper_data']:
     paper = {}
     note = ("The paper's numbers are not shown: this run's data is not the "
             f"paper's ({results.data['source']} {results.data['dataset']} "

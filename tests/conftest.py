@@ -113,3 +113,47 @@ def run_module():
                           timeout=timeout)
 
   return run
+
+
+def write_idx(path: str, array, compress: bool | None = None) -> str:
+  """Writes a uint8 array as an IDX file (gzip-compressed when `path` ends
+  in .gz, or when `compress`)."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  array = np.asarray(array, np.uint8)
+  data = (struct.pack('>HBB', 0, 8, array.ndim)
+          + struct.pack(f'>{array.ndim}I', *array.shape) + array.tobytes())
+  if path.endswith('.gz') if compress is None else compress:
+    with gzip.open(path, 'wb') as f:
+      f.write(data)
+  else:
+    with open(path, 'wb') as f:
+      f.write(data)
+  return path
+
+
+@pytest.fixture
+def other_idx_dir(tmp_path) -> str:
+  """An MNIST-format folder that is not MNIST: 12 classes of 16x16 images
+  (each class a bright square at its own place, plus noise), 240 train and
+  60 test examples, EMNIST-style prefixed names, one file uncompressed."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  folder = tmp_path / 'other-idx'
+  folder.mkdir()
+
+  def split(n):
+    labels = np.arange(n) % 12
+    images = rng.integers(0, 60, (n, 16, 16))
+    for i, label in enumerate(labels):
+      r, c = divmod(int(label), 4)
+      images[i, 1 + 5 * r:5 + 5 * r, 1 + 4 * c:4 + 4 * c] = 255
+    return images, labels
+
+  (train_x, train_y), (test_x, test_y) = split(240), split(60)
+  write_idx(str(folder / 'toy-train-images-idx3-ubyte.gz'), train_x)
+  write_idx(str(folder / 'toy-train-labels-idx1-ubyte.gz'), train_y)
+  write_idx(str(folder / 'toy-test-images.idx3-ubyte'), test_x)
+  write_idx(str(folder / 'toy-test-labels-idx1-ubyte.gz'), test_y)
+  return str(folder)

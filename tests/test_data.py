@@ -3,10 +3,12 @@
 import gzip
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
 from experiments import data as data_lib
+from tests.conftest import write_idx
 
 
 def test_local_mnist_is_the_real_dataset(mnist_dir):
@@ -31,6 +33,65 @@ def test_missing_and_corrupt_mnist_files(tmp_path):
     data_lib.read_idx(str(tmp_path / 'notgz.gz'))
   with pytest.raises(data_lib.DataError, match='unknown dataset'):
     data_lib.load('fashion', 'local', str(tmp_path))
+
+
+def test_any_mnist_format_folder(other_idx_dir):
+  """Prefixed names, .idx3, 'test' for 't10k', an uncompressed file: all
+  found; the classes and image size come from the files."""
+  dataset = data_lib.load('mnist', 'local', other_idx_dir)
+  assert dataset.num_classes == 12
+  assert dataset.train_images.shape == (240, 16, 16, 1)
+  assert dataset.test_images.shape == (60, 16, 16, 1)
+  np.testing.assert_array_equal(dataset.test_labels, np.arange(60) % 12)
+  config = ml_collections.ConfigDict(dict(
+      dataset='mnist', data_source='local', data_dir=other_idx_dir))
+  identity = data_lib.identity(config)
+  assert identity['paper_data'] is False
+  assert set(identity['sha256']) == set(data_lib.MNIST_FILES)
+
+
+def test_the_real_mnist_is_recognised_by_its_content(mnist_dir, tmp_path):
+  """The paper's MNIST under other names (and uncompressed) is still the
+  paper's data: the check is on the content."""
+  for key, path in data_lib.mnist_files(mnist_dir).items():
+    write_idx(str(tmp_path / f'copy-{os.path.basename(path)[:-3]}'),
+              data_lib.read_idx(path))
+  config = ml_collections.ConfigDict(dict(
+      dataset='mnist', data_source='local', data_dir=str(tmp_path)))
+  assert data_lib.identity(config)['paper_data'] is True
+
+
+def test_ambiguous_mnist_format_folders_are_refused(other_idx_dir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  # A second complete dataset with another prefix.
+  for name in os.listdir(other_idx_dir):
+    shutil.copy(os.path.join(other_idx_dir, name),
+                os.path.join(other_idx_dir, name.replace('toy-', 'more-')))
+  with pytest.raises(data_lib.DataError,
+                     match=r"several MNIST-format datasets .*'more-', 'toy-'"):
+    data_lib.load('mnist', 'local', other_idx_dir)
+  # The same file twice under two names ('t10k' and 'test').
+  folder = tmp_path / 'twice'
+  folder.mkdir()
+  images, labels = np.zeros((3, 4, 4)), np.arange(3)
+  write_idx(str(folder / 'train-images-idx3-ubyte.gz'), images)
+  write_idx(str(folder / 'train-labels-idx1-ubyte.gz'), labels)
+  write_idx(str(folder / 't10k-images-idx3-ubyte.gz'), images)
+  write_idx(str(folder / 't10k-labels-idx1-ubyte.gz'), labels)
+  write_idx(str(folder / 'test-labels-idx1-ubyte.gz'), labels)
+  with pytest.raises(data_lib.DataError, match='for the same file; keep one'):
+    data_lib.load('mnist', 'local', str(folder))
+  # A file next to its own .gz (as torchvision keeps them) is fine.
+  os.remove(folder / 'test-labels-idx1-ubyte.gz')
+  write_idx(str(folder / 't10k-labels-idx1-ubyte'), labels)
+  assert data_lib.load('mnist', 'local', str(folder)).num_classes == 3
+  # Three of four files: says what it found.
+  os.remove(folder / 't10k-labels-idx1-ubyte.gz')
+  os.remove(folder / 't10k-labels-idx1-ubyte')
+  with pytest.raises(data_lib.DataError, match='but found .*t10k-images'):
+    data_lib.load('mnist', 'local', str(folder))
+  with pytest.raises(data_lib.DataError, match='is not a folder'):
+    data_lib.load('mnist', 'local', str(folder / 'nothing'))
 
 
 def _offline(monkeypatch):

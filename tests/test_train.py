@@ -133,6 +133,33 @@ def test_end_to_end_local_mnist_from_the_command_line(mnist_dir, tmp_path):
   table = open(os.path.join(workdir, 'table.md')).read()
   assert '| 2 |' in table and 'adagrad+layer' in table
   assert '± n/a' in table  # one seed: no spread
+  # The real MNIST: the paper's numbers stand beside ours.
+  assert 'Cells: ours, then (paper)' in table
+  assert results['data']['paper_data'] is True
+
+
+@pytest.mark.parametrize('experiment', ['mnist_lenet', 'mnist_deep_mlp'])
+def test_any_mnist_format_folder_trains_without_the_papers_numbers(
+    experiment, other_idx_dir, tmp_path):
+  """Workloads 1 and 2 on an MNIST-format dataset that is not MNIST (12
+  classes, 16x16): they train, and nothing compares it with the paper."""
+  from experiments import configs  # pylint: disable=g-import-not-at-top
+  config = configs.get_config(experiment)
+  config.update(dict(data_source='local', data_dir=other_idx_dir,
+                     num_seeds=1, num_steps=4, eval_every=2, log_every=2,
+                     batch_size=32, eval_batch_size=32,
+                     methods='sgd,sgd+layer'))
+  workdir = str(tmp_path / 'w')
+  results = train.train_and_evaluate(config, workdir)
+  assert results.data['paper_data'] is False
+  assert [r.method for r in results.runs] == ['sgd', 'sgd+layer']
+  for run in results.runs:
+    assert len(run.test_error) == 2 and np.isfinite(run.train_loss).all()
+  table = open(os.path.join(workdir, 'table.md')).read()
+  assert '(paper)' not in table
+  assert ("The paper's numbers are not shown: this run's data is not the "
+          "paper's" if experiment == 'mnist_lenet' else
+          'The paper reports no numbers for this experiment') in table
 
 
 def test_end_to_end_tfds_mock_data(mnist_config, tmp_path):
