@@ -16,8 +16,14 @@ Every failure to find or read data is a `DataError`.
 `make_pipeline(config)` returns the `Pipeline` of an experiment: its training
 batches (``train.batches(seed, start, stop)``: the same seed and step always
 give the same batch, so a run resumed at step k sees exactly the batches an
-uninterrupted run sees), its evaluation batches (``eval.batches()``), input
-shape, number of classes and preprocessing.
+uninterrupted run sees), its evaluation batches (``eval.batches()``, the
+split in batches of ``eval.batch_size``, the last one shorter:
+``eval.batch_sizes()``), input shape, number of classes and preprocessing.
+
+In a multi-process run each process reads only its rows of every batch:
+``train.batches(..., rows=(lo, hi))`` and ``eval.batches(rows_of)``, where
+``rows_of(n)`` is the process's ``[lo, hi)`` of a batch of ``n`` examples
+padded to the device count (rows past ``n`` are padding the caller adds).
 """
 
 from __future__ import annotations
@@ -489,6 +495,23 @@ class InMemoryTrain:
       yield self.images[idx], self.labels[idx]
 
 
+RowsOf = Callable[[int], tuple[int, int]]
+
+
+def _batch_sizes(num_examples: int, batch_size: int) -> list[int]:
+  return [min(batch_size, num_examples - start)
+          for start in range(0, num_examples, batch_size)]
+
+
+def _real_rows(rows_of: RowsOf | None, size: int) -> tuple[int, int]:
+  """This process's rows of a batch of `size` examples that hold data (the
+  rest of its rows, if any, are padding)."""
+  if rows_of is None:
+    return 0, size
+  lo, hi = rows_of(size)
+  return min(lo, size), min(hi, size)
+
+
 class InMemoryEval:
   """The evaluation split in order, or a fixed random subset of
   `max_examples` of it (seed 0, kept in split order): not the first ones,
@@ -504,10 +527,16 @@ class InMemoryEval:
     self.images, self.labels, self.batch_size = images, labels, batch_size
     self.num_examples = len(labels)
 
-  def batches(self) -> Iterator[Batch]:
-    for start in range(0, self.num_examples, self.batch_size):
-      yield (self.images[start:start + self.batch_size],
-             self.labels[start:start + self.batch_size])
+  def batch_sizes(self) -> list[int]:
+    return _batch_sizes(self.num_examples, self.batch_size)
+
+  def batches(self, rows_of: RowsOf | None = None) -> Iterator[Batch]:
+    """Every batch of the split; with `rows_of`, only this process's rows."""
+    for start, size in zip(range(0, self.num_examples, self.batch_size),
+                           self.batch_sizes()):
+      lo, hi = _real_rows(rows_of, size)
+      yield (self.images[start + lo:start + hi],
+             self.labels[start + lo:start + hi])
 
 
 class SyntheticTrain:
@@ -629,23 +658,69 @@ class ImageNetEval:
                max_examples: int | None = None):
     self.data_dir, self.batch_size = data_dir, batch_size
     self.max_examples = max_examples
+    self._num_examples = None
 
-  def batches(self) -> Iterator[Batch]:
-    tf = _tf()
+  def _records(self):
     ds = _load_imagenet('validation', self.data_dir, None)
-    if self.max_examples:
-      ds = ds.take(self.max_examples)
+    return ds.take(self.max_examples) if self.max_examples else ds
+
+  @property
+  def num_examples(self) -> int:
+    if self._num_examples is None:
+      ds = self._records()
+      count = int(ds.cardinality())
+      if count < 0:  # unknown: count the (undecoded) records once
+        count = int(ds.reduce(0, lambda n, _: n + 1))
+      self._num_examples = count
+    return self._num_examples
+
+  def batch_sizes(self) -> list[int]:
+    return _batch_sizes(self.num_examples, self.batch_size)
+
+  def batches(self, rows_of: RowsOf | None = None) -> Iterator[Batch]:
+    """Every batch of the split; with `rows_of`, only this process's rows,
+    selected by position before decoding (a process decodes only what it
+    evaluates)."""
+    tf = _tf()
+    sizes = self.batch_sizes()
+    if not sizes:
+      return
+    full_rows = _real_rows(rows_of, sizes[0])
+    last_rows = _real_rows(rows_of, sizes[-1])
+    # Only the last batch can be shorter, so two row ranges say it all.
+    full_batches = (len(sizes) - 1 if sizes[-1] < self.batch_size
+                    else len(sizes))
     margin = (IMAGENET_RESIZE - IMAGENET_CROP) // 2
 
-    def transform(example):
+    def mine(index, _):
+      position = index % self.batch_size
+      in_full = index // self.batch_size < full_batches
+      lo = tf.where(in_full, tf.constant(full_rows[0], tf.int64),
+                    tf.constant(last_rows[0], tf.int64))
+      hi = tf.where(in_full, tf.constant(full_rows[1], tf.int64),
+                    tf.constant(last_rows[1], tf.int64))
+      return tf.logical_and(position >= lo, position < hi)
+
+    def transform(_, example):
       image = _decode_resize(tf, example['image'])
       image = tf.image.crop_to_bounding_box(image, margin, margin,
                                             IMAGENET_CROP, IMAGENET_CROP)
       return image, tf.cast(example['label'], tf.int32)
 
-    ds = (ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(self.batch_size).prefetch(tf.data.AUTOTUNE))
-    yield from ds.as_numpy_iterator()
+    ds = self._records().enumerate()
+    if rows_of is not None:
+      ds = ds.filter(mine)
+    examples = (ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+    for i, size in enumerate(sizes):
+      lo, hi = full_rows if i < full_batches else last_rows
+      batch = [next(examples) for _ in range(hi - lo)]
+      if not batch:  # this process holds only padding rows of this batch
+        yield (np.zeros((0, IMAGENET_CROP, IMAGENET_CROP, 3), np.uint8),
+               np.zeros((0,), np.int32))
+        continue
+      yield (np.stack([image for image, _ in batch]),
+             np.array([label for _, label in batch], np.int32))
 
 
 # The pipeline of an experiment ---------------------------------------------

@@ -197,17 +197,26 @@ class Trainer:
     device count, as this process's rows: (images, labels, real) global
     arrays and the number of real examples."""
     devices = self.mesh.devices.size
-    for images, labels in self.pipeline.eval.batches():
-      num_real = len(labels)
-      size = -(-num_real // devices) * devices
-      lo, hi = parallel.process_rows(self.eval_sharding, (size,), 0)
-      if num_real < size:
-        pad = size - num_real
+
+    def padded(num_real):
+      return -(-num_real // devices) * devices
+
+    def rows_of(num_real):
+      return parallel.process_rows(self.eval_sharding, (padded(num_real),), 0)
+
+    evaluation = self.pipeline.eval
+    for num_real, (images, labels) in zip(evaluation.batch_sizes(),
+                                          evaluation.batches(rows_of)):
+      # This process read only its rows holding data; the rest are padding.
+      lo, hi = rows_of(num_real)
+      pad = (hi - lo) - len(labels)
+      if pad:
         images = np.concatenate(
             [images, np.zeros((pad, *images.shape[1:]), images.dtype)])
         labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-      real = np.arange(size) < num_real
-      local = (images[lo:hi], labels[lo:hi], real[lo:hi])
+      real = np.arange(lo, hi) < num_real
+      size = padded(num_real)
+      local = (images, labels, real)
       yield (*parallel.put_batch(
           self.eval_sharding, [(size, *x.shape[1:]) for x in local], *local),
              num_real)

@@ -233,6 +233,52 @@ def test_process_rows_make_up_the_global_batch():
                                             [(0, 2), (2, 4)])
 
 
+def _eval_rows_make_up_the_split(evaluation, devices, processes):
+  """Each process's eval rows (what `Trainer` asks for: its share of every
+  batch padded to `devices`), concatenated in process order, are the batches
+  of the split; a process may hold only padding of the last batch."""
+  full = list(evaluation.batches())
+  sizes = evaluation.batch_sizes()
+  assert [len(labels) for _, labels in full] == sizes
+
+  def rows_of(process):
+    def rows(num_real):
+      padded = -(-num_real // devices) * devices
+      share = padded // processes
+      return process * share, (process + 1) * share
+    return rows
+
+  parts = [list(evaluation.batches(rows_of(p))) for p in range(processes)]
+  for i, (images, labels) in enumerate(full):
+    np.testing.assert_array_equal(
+        np.concatenate([part[i][0] for part in parts]), images)
+    np.testing.assert_array_equal(
+        np.concatenate([part[i][1] for part in parts]), labels)
+  return parts
+
+
+def test_process_eval_rows_make_up_the_split():
+  images = np.arange(11 * 2 * 2 * 1, dtype=np.uint8).reshape(11, 2, 2, 1)
+  labels = np.arange(11, dtype=np.int32)
+  in_memory = data_lib.InMemoryEval(images, labels, batch_size=4)
+  assert in_memory.batch_sizes() == [4, 4, 3]
+  _eval_rows_make_up_the_split(in_memory, devices=2, processes=2)
+  # 8 devices in 2 processes: the last batch (3 examples, padded to 8) has
+  # no data in process 1's rows 4..8.
+  parts = _eval_rows_make_up_the_split(in_memory, devices=8, processes=2)
+  assert parts[1][-1][0].shape == (0, 2, 2, 1)
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=11):
+    imagenet = data_lib.ImageNetEval(None, batch_size=4)
+    assert imagenet.batch_sizes() == [4, 4, 3]
+    parts = _eval_rows_make_up_the_split(imagenet, devices=8, processes=2)
+    assert parts[1][-1][0].shape == (0, 227, 227, 3)
+    assert parts[0][0][0].shape == (4, 227, 227, 3)
+    limited = data_lib.ImageNetEval(None, batch_size=4, max_examples=6)
+    assert limited.batch_sizes() == [4, 2]
+    _eval_rows_make_up_the_split(limited, devices=2, processes=2)
+
+
 def test_synthetic_batches_and_bad_combinations(mnist_config):
   train = data_lib.SyntheticTrain((227, 227, 3), 1000, 2)
   images, labels = next(train.batches(0, 0, 1))
