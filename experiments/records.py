@@ -38,6 +38,10 @@ class RunRecord:
     diverged_at: the first step whose loss was not finite (None: never).
       Evaluations after it are None.
     commit: the git commit of the code that trained the run.
+    device: the accelerator that trained it (e.g. 'cpu x1', 'NVIDIA H200
+      x1'); None in runs recorded before it was.
+    versions: jax, optax, flax and layerlr_optax versions that trained it;
+      None in runs recorded before they were.
   """
   method: str
   seed: int
@@ -53,6 +57,8 @@ class RunRecord:
   wall_seconds: float = 0.0
   diverged_at: int | None = None
   commit: str | None = None
+  device: str | None = None
+  versions: dict[str, str] | None = None
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -150,15 +156,26 @@ def write_json(path: str, obj: Any, indent: int | None = 1) -> None:
   write_atomic(path, json.dumps(json_ready(obj), indent=indent))
 
 
+def versions_text(versions: dict[str, str] | None) -> str:
+  """'jax 0.10.2, optax 0.2.8, ...', or 'versions not recorded'."""
+  if not versions:
+    return 'versions not recorded'
+  return ', '.join(f'{k} {v}' for k, v in sorted(versions.items()))
+
+
 def git_commit(path: str = '.') -> str | None:
   """The commit of the checkout holding `path`, '+dirty' if it has changes
-  to tracked files; None outside git."""
+  to tracked files outside experiments/results/ (outputs, not code: a sweep
+  writing its tables does not make the code that trains it dirty); None
+  outside git."""
   try:
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path, text=True,
                           capture_output=True, check=True).stdout.strip()
     dirty = subprocess.run(['git', 'status', '--porcelain',
-                            '--untracked-files=no'], cwd=path, text=True,
-                           capture_output=True, check=True).stdout.strip()
+                            '--untracked-files=no', '--', ':(top)',
+                            ':(top,exclude)experiments/results'], cwd=path,
+                           text=True, capture_output=True,
+                           check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
   return head + ('+dirty' if dirty else '')

@@ -18,6 +18,12 @@ so an interrupted sweep already has a complete one-seed picture. Every
 finished run is a file in ``DIR/runs/`` and is never recomputed; running the
 same command again continues where it stopped. After every wave the sweep
 writes ``sweep.json``, ``best.md`` and ``tuning.png`` from the runs so far.
+
+A method's grid depends only on its own runs, so methods can be trained by
+different processes sharing the workdir: ``--only sgd,sgd+layer`` trains
+those (the outputs still cover every method), and ``--parallel N`` starts N
+such workers on this machine (e.g. to fill one GPU) and writes the outputs
+when they stop.
 """
 
 from __future__ import annotations
@@ -94,11 +100,25 @@ class Sweep:
   """The runs of one sweep in a workdir, and what they say."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               overwrite: bool = False, load_data: bool = True):
+               overwrite: bool = False, load_data: bool = True,
+               only: Sequence[str] | None = None):
+    """Claims `workdir` for the sweep of `config`.
+
+    Args:
+      config: the experiment's config with its `sweep` keys.
+      workdir: the sweep's folder (config.json, runs/, outputs).
+      overwrite: move an existing sweep aside and start afresh.
+      load_data: load the data (False: report from finished runs only).
+      only: names of the methods this process trains (None: all of
+        `config.sweep.methods`). The sweep, its config.json and its outputs
+        still cover every method, so processes training different methods
+        share one workdir (`--parallel`).
+    """
     if config.get('distributed'):  # before anything starts JAX's backend
       from experiments import parallel  # pylint: disable=g-import-not-at-top
       parallel.initialize_distributed()
     self.methods = validate(config)
+    self.train_methods = _select(self.methods, only)
     self.config = config
     config.on_divergence = 'record'
     # Runs are short and resumed whole: no per-run checkpoints.
@@ -150,42 +170,43 @@ class Sweep:
       return None
     return min(finite, key=lambda k: (finite[k], k))
 
-  def _extend(self, seeds: Sequence[int]) -> bool:
-    """Extends each grid whose best point is on an edge; True if any did."""
+  def _extend(self, method: Method, seeds: Sequence[int]) -> bool:
+    """Extends `method`'s grid by one step on the edge holding its best
+    point (below all, if every point diverged); True if it did."""
     limit = self.config.sweep.max_extensions
     initial = list(self.config.sweep.lr_log2_steps)
-    changed = False
-    for m in self.methods:
-      steps = self.steps[m]
-      best = self.best_step(m, seeds)
-      low_ext, high_ext = initial[0] - steps[0], steps[-1] - initial[-1]
-      if best is None:
-        # Everything diverged: only smaller rates can help.
-        if low_ext < limit:
-          steps.insert(0, steps[0] - 1)
-          changed = True
-        continue
-      if best == steps[0] and low_ext < limit:
-        steps.insert(0, steps[0] - 1)
-        changed = True
-      elif best == steps[-1] and high_ext < limit:
-        steps.append(steps[-1] + 1)
-        changed = True
-    return changed
+    steps = self.steps[method]
+    best = self.best_step(method, seeds)
+    low_ext, high_ext = initial[0] - steps[0], steps[-1] - initial[-1]
+    # Everything diverged (best None): only smaller rates can help.
+    if best in (None, steps[0]) and low_ext < limit:
+      steps.insert(0, steps[0] - 1)
+      return True
+    if best is not None and best == steps[-1] and high_ext < limit:
+      steps.append(steps[-1] + 1)
+      return True
+    return False
+
+  def _wave_done(self, method: Method, wave: int) -> bool:
+    return all(self.run_of(method, k, wave) for k in self.steps[method])
 
   def replay(self) -> None:
-    """Rebuilds the grid from finished runs alone, as `run` extended it.
+    """Rebuilds each method's grid from finished runs alone, as `run`
+    extended it.
 
-    Replays `run`'s extension decisions wave by wave and stops at the first
-    wave that is not complete, so a report of an interrupted (or running)
-    sweep shows exactly the grid the sweep is working on.
+    A method's grid depends only on its own runs, so each is replayed on
+    its own: wave by wave, stopping at its first wave that is not complete.
+    A report of an interrupted (or running) sweep thus shows exactly the
+    grid each method is working on.
     """
-    for wave in range(self.config.sweep.grid_seeds):
-      while True:
-        if not all(self.run_of(m, k, wave) for m in self.methods
-                   for k in self.steps[m]):
-          return
-        if not self._extend(range(wave + 1)):
+    for m in self.methods:
+      for wave in range(self.config.sweep.grid_seeds):
+        if not self._wave_done(m, wave):
+          break
+        while self._extend(m, range(wave + 1)):
+          if not self._wave_done(m, wave):
+            break
+        if not self._wave_done(m, wave):
           break
 
   def _train(self, specs) -> None:
@@ -193,19 +214,22 @@ class Sweep:
     train.train_runs(self.config, specs, self.store, self.pipeline)
 
   def run(self) -> dict[str, Any]:
-    """Trains whatever is missing (stage 1, then stage 2); writes outputs."""
+    """Trains whatever is missing of `train_methods` (stage 1, then stage
+    2); writes the outputs (of every method) after each step."""
     sweep = self.config.sweep
+    self.replay()  # the methods this process does not train
     for wave in range(sweep.grid_seeds):
       while True:
-        self._train([self.spec(m, k, wave) for m in self.methods
+        self._train([self.spec(m, k, wave) for m in self.train_methods
                      for k in self.steps[m]])
-        extended = self._extend(range(wave + 1))
+        extended = [self._extend(m, range(wave + 1))
+                    for m in self.train_methods]
         self.write_outputs()
-        if not extended:
+        if not any(extended):
           break
     grid_seeds = range(sweep.grid_seeds)
     specs = []
-    for m in self.methods:
+    for m in self.train_methods:
       best = self.best_step(m, grid_seeds)
       if best is not None:
         specs += [self.spec(m, best, s)
@@ -218,6 +242,7 @@ class Sweep:
     sweep = self.config.sweep
     grid_seeds = list(range(sweep.grid_seeds))
     runs, grid, best, commits = [], {}, {}, set()
+    platforms: dict[tuple[str, str], int] = {}
     for m in self.methods:
       grid[m.name] = []
       for k in self.steps[m]:
@@ -226,6 +251,9 @@ class Sweep:
           if run is None:
             continue
           commits.add(run.commit)
+          platform = (run.device or 'not recorded',
+                      records.versions_text(run.versions))
+          platforms[platform] = platforms.get(platform, 0) + 1
           runs.append({'method': m.name, 'base_lr': run.base_lr,
                        'seed': seed, 'test_error': run.test_error,
                        'train_loss': run.train_loss,
@@ -271,6 +299,10 @@ class Sweep:
         'best': best,
         'config': records.json_ready(self.config.to_dict()),
         'versions': _versions(),
+        # Where the runs were trained (the versions above are this file's
+        # writer's): device, software and how many runs, per platform.
+        'run_platforms': [{'device': d, 'versions': v, 'runs': n}
+                          for (d, v), n in sorted(platforms.items())],
         'commit': sorted(commits, key=str)[0] if len(commits) == 1
                   else sorted(str(c) for c in commits),
         'data': _data_identity(self.config),
@@ -387,6 +419,11 @@ def best_markdown(payload: dict[str, Any]) -> str:
       p = report.welch_p(x, y)
       lines.append(f'| {a} | {b} | {x.mean() - y.mean():+.2f} | '
                    f'{"n/a" if math.isnan(p) else f"{p:.3f}"} |')
+  platforms = payload.get('run_platforms') or []
+  if platforms:
+    lines += ['', 'Trained on: ' + '; '.join(
+        f'{p["device"]} ({p["versions"]}): {p["runs"]} runs'
+        for p in platforms) + '.']
   missing = [m for m, points in payload['grid'].items() if m not in best]
   incomplete = [m for m, b in best.items()
                 if b['seeds'] < payload['best_seeds']]
@@ -471,22 +508,144 @@ def plot_tuning(payload: dict[str, Any], path: str) -> None:
   plt.close(fig)
 
 
+def _select(methods: Sequence[Method], only) -> tuple[Method, ...]:
+  """The methods named in `only` (a list or 'a,b'), in sweep order."""
+  if only is None:
+    return tuple(methods)
+  names = [n.strip() for n in (only.split(',') if isinstance(only, str)
+                               else only) if n.strip()]
+  known = {m.name: m for m in methods}
+  unknown = [n for n in names if n not in known]
+  if unknown or not names:
+    raise configs.ConfigError(
+        f'--only {",".join(names) or "(nothing)"}: '
+        + (f'{", ".join(unknown)} not in' if unknown else 'name methods of')
+        + f' config.sweep.methods ({", ".join(known)}); --only chooses which '
+        'of the sweep\'s methods this process trains.')
+  return tuple(m for m in methods if m.name in names)
+
+
+def _add_arguments(parser) -> None:
+  parser.add_argument(
+      '--overwrite', action='store_true',
+      help='start afresh; old runs are moved to WORKDIR/previous-<time>/')
+  parser.add_argument(
+      '--only', metavar='METHODS',
+      help='train only these methods of config.sweep.methods (comma '
+      'separated); config.json and the outputs still cover the whole sweep')
+  parser.add_argument(
+      '--parallel', type=int, default=1, metavar='N',
+      help='train the methods in N worker processes on this machine (one '
+      'accelerator shared, or N x the CPU threads); each worker trains whole '
+      'methods, logs to WORKDIR/workers/; outputs written when all stop')
+
+
+def _worker_argv(argv: Sequence[str], methods: Sequence[Method]) -> list[str]:
+  """This command's arguments for a worker training `methods`."""
+  out, skip = [], False
+  for arg in argv:
+    if skip:
+      skip = False
+      continue
+    if arg in ('--parallel', '--only', '--overwrite'):
+      skip = arg != '--overwrite'
+      continue
+    if arg.startswith(('--parallel=', '--only=')):
+      continue
+    out.append(arg)
+  return out + ['--only', ','.join(m.name for m in methods)]
+
+
+def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
+  """Trains `sweep.train_methods` in `workers` subprocesses sharing its
+  workdir (methods dealt round-robin), then writes the outputs.
+
+  Ctrl-C or SIGTERM stops the workers (each keeps its finished runs, as a
+  stopped sweep does) and still writes the outputs of what finished.
+  """
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  groups = [list(sweep.train_methods[i::workers]) for i in range(workers)]
+  groups = [g for g in groups if g]
+  logs = os.path.join(sweep.workdir, 'workers')
+  os.makedirs(logs, exist_ok=True)
+  env = dict(os.environ)
+  # N processes share one accelerator: none may take most of its memory.
+  env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+  procs = []
+
+  def stop(signum, frame):
+    del frame
+    raise KeyboardInterrupt(signum)
+
+  previous = signal.signal(signal.SIGTERM, stop)
+  interrupted = False
+  try:
+    for i, group in enumerate(groups):
+      names = ','.join(m.name for m in group)
+      path = os.path.join(logs, f'worker{i}.log')
+      with open(path, 'w') as log:
+        procs.append(subprocess.Popen(
+            [sys.executable, '-m', 'experiments.sweep',
+             *_worker_argv(argv, group)],
+            stdout=log, stderr=subprocess.STDOUT, env=env))
+      print(f'worker {i}: {names} (log: {path})', flush=True)
+    codes = [p.wait() for p in procs]
+  except KeyboardInterrupt:
+    interrupted = True
+    for p in procs:
+      if p.poll() is None:
+        p.send_signal(signal.SIGINT)  # a worker's Ctrl-C: saves, then stops
+    codes = [p.wait() for p in procs]
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  for i, code in enumerate(codes):
+    if code:
+      print(f'worker {i} stopped with exit status {code}; see '
+            f'{os.path.join(logs, f"worker{i}.log")}', file=sys.stderr)
+  done = load(sweep.workdir)
+  done.write_outputs()
+  print(best_markdown(done.summary()))
+  if interrupted:
+    print('interrupted: every finished run is saved in --workdir/runs/; run '
+          'the same command again to resume.', file=sys.stderr)
+    return 130
+  return 1 if any(codes) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
   from experiments import run as run_lib  # pylint: disable=g-import-not-at-top
+  argv = list(sys.argv[1:] if argv is None else argv)
   parsed = run_lib.user_errors_as_messages(lambda: run_lib.parse_args(
       'python -m experiments.sweep',
       'Learning-rate sweep of every method of config.sweep.methods (stage 1: '
       'grid x grid_seeds; stage 2: the best rate x best_seeds), resumable; '
       'writes sweep.json, best.md and tuning.png in --workdir.', argv,
-      lambda p: p.add_argument(
-          '--overwrite', action='store_true',
-          help='start afresh; old runs are moved to WORKDIR/previous-<time>/')
-  ), '--debug' in (argv if argv is not None else sys.argv))
+      _add_arguments), '--debug' in argv)
   if parsed is None:
     return 2
   args, config = parsed
+  if args.parallel < 1:
+    print(f'error: --parallel must be >= 1, got {args.parallel}.',
+          file=sys.stderr)
+    return 2
+  if args.parallel > 1 and config.get('distributed'):
+    print('error: --parallel starts its own processes on this machine; it '
+          'cannot be combined with config.distributed (one multi-process '
+          'JAX job). Use one or the other.', file=sys.stderr)
+    return 2
+  if args.parallel > 1:
+    # Checks the config, data and workdir once, before any worker starts.
+    os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+    sweep = run_lib.user_errors_as_messages(
+        lambda: Sweep(config, args.workdir, overwrite=args.overwrite,
+                      only=args.only), args.debug)
+    if sweep is None:
+      return 2
+    return run_parallel(sweep, argv, args.parallel)
   payload = run_lib.user_errors_as_messages(
-      lambda: Sweep(config, args.workdir, overwrite=args.overwrite).run(),
+      lambda: Sweep(config, args.workdir, overwrite=args.overwrite,
+                    only=args.only).run(),
       args.debug)
   if payload is None:
     return 2

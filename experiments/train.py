@@ -463,7 +463,7 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
              if resumed else '') + '.', file=sys.stderr, flush=True)
   pipeline = pipeline or data_lib.make_pipeline(config)
   mesh = mesh or parallel.make_mesh()
-  commit = code_commit()
+  commit, device, software = code_commit(), device_description(), versions()
   by_point: dict[tuple[Method, float | None], list[RunSpec]] = {}
   for spec in todo:
     by_point.setdefault((spec.method, spec.base_lr), []).append(spec)
@@ -478,7 +478,8 @@ def train_runs(config: ml_collections.ConfigDict, specs: Sequence[RunSpec],
         progress.set_description(', '.join(s.name for s in group))
         trained = trainer.train(group, store, progress)
         for spec, record in zip(group, trained):
-          record.commit = commit
+          record.commit, record.device = commit, device
+          record.versions = software
           store.save_run(spec.name, record)
   # Every process reads the runs process 0 wrote.
   parallel.barrier('layerlr_runs_saved')

@@ -128,10 +128,10 @@ def test_selection_extension_and_robustness():
                                            2)
   # 2.175 is within 10% of 2.05, 3.1 is not: width 1 (a factor of 2).
   assert sweep.robust_width(m, [0, 1]) == 1
-  assert not sweep._extend([0, 1])  # best is interior
+  assert not sweep._extend(m, [0, 1])  # best is interior
   # Best on the upper edge: the grid grows by one step there.
   sweep = _sweep_with({-1: [3.0], 0: [2.0], 1: [1.0]})
-  assert sweep._extend([0]) and sweep.steps[m] == [-1, 0, 1, 2]
+  assert sweep._extend(m, [0]) and sweep.steps[m] == [-1, 0, 1, 2]
   # A point where a seed diverged is never the best, and counts as worse.
   sweep = _sweep_with({-1: [3.0, 3.0], 0: [2.0, 2.0], 1: [1.0, 1.0]},
                       diverged={(1, 1)})
@@ -141,7 +141,7 @@ def test_selection_extension_and_robustness():
   sweep = _sweep_with({-1: [1.0], 0: [1.0], 1: [1.0]},
                       diverged={(-1, 0), (0, 0), (1, 0)})
   assert sweep.best_step(m, [0]) is None
-  assert sweep._extend([0]) and sweep.steps[m] == [-2, -1, 0, 1]
+  assert sweep._extend(m, [0]) and sweep.steps[m] == [-2, -1, 0, 1]
 
 
 @pytest.mark.parametrize('overrides,message', [
@@ -180,3 +180,64 @@ def test_every_method_has_a_plot_style(tmp_path):
                          'grid_seeds': 1},
                     path)
   assert os.path.getsize(path) > 0
+
+
+def test_methods_replay_independently():
+  """A method's grid depends on its own runs only: one method's unfinished
+  wave does not hide another's extensions (workers train them apart)."""
+  sgd, layer = Method('sgd'), Method('sgd', 'layer')
+  sweep = _sweep_with({-1: [3.0], 0: [2.0], 1: [1.0], 2: [0.5]})
+  sweep.methods = (sgd, layer)
+  sweep.center[layer] = 1.0
+  sweep.steps = {sgd: [-1, 0, 1], layer: [-1, 0, 1]}
+  sweep.config.sweep.grid_seeds = 2
+  sweep.replay()
+  # sgd: best at the upper edge after wave 0, extended to 2**2 (whose run
+  # exists), then 2**3 (not run yet); sgd+layer has no runs at all.
+  assert sweep.steps[sgd] == [-1, 0, 1, 2, 3]
+  assert sweep.steps[layer] == [-1, 0, 1]
+
+
+def test_only_trains_some_methods_and_parallel_workers(mnist_dir, tmp_path,
+                                                        monkeypatch):
+  monkeypatch.setenv('PYTHONPATH', os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  base = ['mnist_lenet', f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS
+  only = str(tmp_path / 'only')
+  assert sweep_lib.main(base + ['--workdir', only, '--only', 'sgd+layer']) == 0
+  trained = sorted(os.listdir(os.path.join(only, 'runs')))
+  assert trained and all(n.startswith('sgd+layer_') for n in trained)
+  with open(os.path.join(only, 'config.json')) as f:
+    assert json.load(f)['sweep']['methods'] == 'sgd,sgd+layer'
+  with open(os.path.join(only, 'sweep.json')) as f:
+    payload = json.load(f)
+  assert set(payload['best']) == {'sgd+layer'} and payload['grid']['sgd'] == []
+  assert '**Unfinished sweep**: no finite point yet for sgd' in open(
+      os.path.join(only, 'best.md')).read()
+  # Two workers, one method each, in one workdir: the same runs as one
+  # process trains, and the outputs of the whole sweep.
+  par = str(tmp_path / 'parallel')
+  assert sweep_lib.main(base + ['--workdir', par, '--parallel', '2']) == 0
+  logs = sorted(os.listdir(os.path.join(par, 'workers')))
+  assert logs == ['worker0.log', 'worker1.log']
+  with open(os.path.join(par, 'sweep.json')) as f:
+    payload = json.load(f)
+  assert set(payload['best']) == {'sgd', 'sgd+layer'}
+  assert all(b['seeds'] == 2 for b in payload['best'].values())
+  names = sorted(os.listdir(os.path.join(par, 'runs')))
+  assert [n for n in names if n.startswith('sgd+layer_')] == trained
+  platform, = payload['run_platforms']
+  assert platform['runs'] == len(names) and 'jax' in platform['versions']
+  assert 'Trained on: cpu' in open(os.path.join(par, 'best.md')).read()
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--only', 'sgd,nag'], 'nag not in config.sweep.methods'),
+    (['--parallel', '0'], '--parallel must be >= 1'),
+    (['--parallel', '2', '--config.distributed=True'], 'cannot be combined'),
+])
+def test_bad_worker_arguments(mnist_dir, tmp_path, capsys, extra, message):
+  args = ['mnist_lenet', '--workdir', str(tmp_path / 'w'),
+          f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS + extra
+  assert sweep_lib.main(args) == 2
+  assert message in capsys.readouterr().err
