@@ -422,7 +422,9 @@ def best_markdown(payload: dict[str, Any]) -> str:
   platforms = payload.get('run_platforms') or []
   if platforms:
     lines += ['', 'Trained on: ' + '; '.join(
-        f'{p["device"]} ({p["versions"]}): {p["runs"]} runs'
+        f'{p["runs"]} runs made before runs recorded their device'
+        if p['device'] == 'not recorded'
+        else f'{p["device"]} ({p["versions"]}): {p["runs"]} runs'
         for p in platforms) + '.']
   missing = [m for m, points in payload['grid'].items() if m not in best]
   incomplete = [m for m, b in best.items()
