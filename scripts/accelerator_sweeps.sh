@@ -6,11 +6,13 @@
 #
 # Each sweep trains its methods in parallel workers (`experiments.sweep
 # --parallel`, one method per worker, all sharing the one device). At
-# SECONDS minus the benchmarks' share the sweeps are stopped: every finished
-# run is kept and the same command continues them. OUT_DIR gets sweeps.tgz
-# (both sweeps' runs/, outputs and worker logs; refreshed every 30 s, so a
-# command killed early still returns what finished), bench.tgz and
-# device.log. Unpack sweeps.tgz in the repo root to add the runs to
+# SECONDS minus the benchmarks' share (a fifth) the sweeps are stopped: every
+# finished run is kept and the same command continues them. OUT_DIR gets
+# sweeps.tgz (both sweeps' runs/, outputs and worker logs; refreshed every
+# 30 s, so a command killed early still returns what finished), bench.tgz,
+# device.log and code.sha256 (the code's file hashes: compare them with a
+# commit's when the machine's copy of .git cannot be trusted). Unpack
+# sweeps.tgz in the repo root to add the runs to
 # experiments/results/<experiment>_sweep/ (then `python -m experiments.report
 # sweep ...` for the outputs). Extra sweep arguments for both (e.g. a tiny
 # rehearsal: --config.num_steps=20 ...) go in $SWEEP_ARGS. Uses the `python`
@@ -35,6 +37,11 @@ python -c 'import jax, optax, flax; print("jax", jax.__version__, "optax",
 optax.__version__, "flax", flax.__version__, jax.devices())'
 echo "commit: $(git rev-parse HEAD 2>&1) $(git status --porcelain \
   --untracked-files=no 2>&1 | wc -l) changed tracked files"
+# A copied checkout may carry a stale .git (one loan did: every run then
+# recorded the wrong commit). The code's own hashes, to compare with a
+# commit's afterwards (same command there):
+find layerlr_optax experiments scripts -name '*.py' -o -name '*.sh' \
+  | LC_ALL=C sort | xargs sha256sum > "$out/code.sha256"
 bench_share=$(( budget / 5 ))
 sweep_end=$(( start + budget - bench_share ))
 cifar_sweep=experiments/results/cifar10_full_short_sweep
@@ -68,10 +75,16 @@ wait "$cifar_pid"; echo "cifar sweep exit $?"
 wait "$transformer_pid"; echo "transformer sweep exit $?"
 snapshot
 tail -n 40 "$out/cifar_sweep.log" "$out/transformer_sweep.log"
-# Benchmarks alone on the device, in what is left.
-left=$(( start + budget - $(date +%s) - 15 ))
-if [ "$left" -gt 30 ]; then
-  bash scripts/benchmark_device.sh "$out/bench" $(( left / 3 ))
-  tar czf "$out/bench.tgz" -C "$out" bench && rm -rf "$out/bench"
-fi
+# Benchmarks alone on the device, in what is left: the two that fit in
+# about a minute each on an H200 (benchmark_device.sh runs them all).
+backend="$(python -c 'import jax; print(jax.default_backend())')"
+mkdir -p "$out/bench"
+left=$(( start + budget - $(date +%s) - 10 ))
+[ "$left" -gt 20 ] && timeout $(( left / 2 )) python -m benchmarks.train_step \
+  --models lenet,cifar10_full --seeds 8 \
+  --json "$out/bench/train_step_${backend}.json"
+left=$(( start + budget - $(date +%s) - 10 ))
+[ "$left" -gt 20 ] && timeout "$left" python -m benchmarks.overhead \
+  --trees lenet,alexnet,resnet50 --json "$out/bench/overhead_${backend}.json"
+tar czf "$out/bench.tgz" -C "$out" bench && rm -rf "$out/bench"
 echo "done at t=$(( $(date +%s) - start ))s"
