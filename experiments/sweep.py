@@ -201,11 +201,8 @@ class Sweep:
     """
     for m in self.methods:
       for wave in range(self.config.sweep.grid_seeds):
-        if not self._wave_done(m, wave):
-          break
-        while self._extend(m, range(wave + 1)):
-          if not self._wave_done(m, wave):
-            break
+        while self._wave_done(m, wave) and self._extend(m, range(wave + 1)):
+          pass
         if not self._wave_done(m, wave):
           break
 
