@@ -8,7 +8,9 @@ EXPERIMENT names a config file in experiments/configs/ (e.g. mnist_lenet);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 
 from experiments import configs
@@ -69,6 +71,31 @@ def parse_args(prog: str, description: str, argv: list[str] | None,
   return args, config
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt(config):
+  """Within: SIGTERM (a scheduler's pre-emption, GNU timeout, ``kill``)
+  stops this process as Ctrl-C does, so that it says what it kept and exits
+  130 instead of dying mid-line.
+
+  Not for a multi-process run (config.distributed): a process blocked in a
+  collective on a dead peer runs no Python handler, and its launcher's
+  SIGTERM must stop it at once.
+  """
+  if config.get('distributed'):
+    yield
+    return
+
+  def interrupt(signum, frame):
+    del frame
+    raise KeyboardInterrupt(signum)
+
+  previous = signal.signal(signal.SIGTERM, interrupt)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
 def user_errors_as_messages(fn, debug: bool = False):
   """Runs `fn`; a user error (bad config, missing data, refused workdir)
   prints one line naming the problem and returns None, without a
@@ -113,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
   args, config = parsed
   from experiments import parallel  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
-  results = user_errors_as_messages(
-      lambda: train.train_and_evaluate(config, args.workdir,
-                                       overwrite=args.overwrite), args.debug)
+  with sigterm_as_interrupt(config):
+    results = user_errors_as_messages(
+        lambda: train.train_and_evaluate(config, args.workdir,
+                                         overwrite=args.overwrite),
+        args.debug)
   if results is None:
     return 2
   if not parallel.is_writer():

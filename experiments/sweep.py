@@ -642,10 +642,11 @@ def main(argv: list[str] | None = None) -> int:
     if sweep is None:
       return 2
     return run_parallel(sweep, argv, args.parallel)
-  payload = run_lib.user_errors_as_messages(
-      lambda: Sweep(config, args.workdir, overwrite=args.overwrite,
-                    only=args.only).run(),
-      args.debug)
+  with run_lib.sigterm_as_interrupt(config):
+    payload = run_lib.user_errors_as_messages(
+        lambda: Sweep(config, args.workdir, overwrite=args.overwrite,
+                      only=args.only).run(),
+        args.debug)
   if payload is None:
     return 2
   for name in OUTPUTS:

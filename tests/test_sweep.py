@@ -241,3 +241,50 @@ def test_bad_worker_arguments(mnist_dir, tmp_path, capsys, extra, message):
           f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS + extra
   assert sweep_lib.main(args) == 2
   assert message in capsys.readouterr().err
+
+
+def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
+  """What GNU timeout or a scheduler does: SIGTERM to the whole process
+  group. The parent and its workers stop as on Ctrl-C (exit 130, the
+  outputs of what finished written), and the same command resumes."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / 'sweep'
+  # Enough runs that the sweep is still training when the signal comes.
+  args = ['mnist_lenet', '--workdir', str(workdir),
+          f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS + [
+              '--config.sweep.lr_log2_steps=(-2,-1,0,1)',
+              '--config.sweep.best_seeds=3']
+  env = dict(os.environ, PYTHONPATH=root)
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.sweep', *args, '--parallel', '2'],
+      cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, start_new_session=True)
+  runs = workdir / 'runs'
+  deadline = time.monotonic() + 240
+  while not (runs.is_dir() and any(runs.glob('*.json'))):
+    assert proc.poll() is None, proc.communicate()
+    assert time.monotonic() < deadline, 'no run finished in 240 s'
+    time.sleep(0.2)
+  os.killpg(proc.pid, signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, (out, err)
+  assert 'interrupted' in err
+  kept = {p.name: p.read_bytes() for p in runs.glob('*.json')}
+  assert kept and not [p for p in runs.iterdir() if '.tmp' in p.name]
+  for i in (0, 1):
+    log = (workdir / 'workers' / f'worker{i}.log').read_text()
+    assert 'interrupted' in log, log[-2000:]
+  with open(workdir / 'sweep.json') as f:
+    assert len(json.load(f)['runs']) == len(kept)
+  # The same command finishes the sweep, keeping every run it had.
+  done = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', *args], cwd=root, env=env,
+      capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  for name, content in kept.items():
+    assert (runs / name).read_bytes() == content, name
+  assert len(list(runs.glob('*.json'))) > len(kept)
