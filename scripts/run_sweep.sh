@@ -9,7 +9,8 @@
 # there, writing into this checkout's experiments/results/EXPERIMENT_sweep/
 # (WORKDIR to change it). Each run records the commit it came from. Stop it
 # at any time; the same command continues where it stopped (finished runs are
-# never recomputed), also from a later commit.
+# never recomputed), also from a later commit. Worktrees no sweep uses any
+# more are removed by `bash scripts/prune_sweeps.sh`.
 set -euo pipefail
 experiment="${1:?usage: bash scripts/run_sweep.sh EXPERIMENT [--config.KEY=VALUE ...]}"
 shift
@@ -23,6 +24,11 @@ flock 9
 if [ ! -d "$tree" ]; then
   git worktree add --detach "$tree" "$commit" >&2
 fi
+# Held (shared) for as long as the sweep runs: scripts/prune_sweeps.sh
+# removes only worktrees whose lock nobody holds. Taken before the global
+# lock is released, so a prune cannot remove the tree between the two.
+exec 8>"$ROOT/.sweeps/$commit.lock"
+flock -s 8
 flock -u 9
 exec 9>&-
 workdir="${WORKDIR:-$ROOT/experiments/results/${experiment}_sweep}"

@@ -288,3 +288,56 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
   for name, content in kept.items():
     assert (runs / name).read_bytes() == content, name
   assert len(list(runs.glob('*.json'))) > len(kept)
+
+
+def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
+  """scripts/prune_sweeps.sh keeps a worktree whose lock a sweep holds and
+  one a process runs in; it removes the others, and nothing else."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo = tmp_path / 'repo'
+  (repo / 'scripts').mkdir(parents=True)
+  shutil.copy(os.path.join(root, 'scripts', 'prune_sweeps.sh'),
+              repo / 'scripts')
+  (repo / 'results.json').write_text('{}')
+
+  def git(*args, cwd=repo):
+    return subprocess.run(['git', *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout
+
+  git('init', '-q')
+  git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'x',
+      '--allow-empty')
+  sweeps = repo / '.sweeps'
+  for name in ('locked', 'busy', 'idle'):
+    git('worktree', 'add', '-q', '--detach', str(sweeps / name), 'HEAD')
+
+  def prune(*args):
+    return subprocess.run(['bash', 'scripts/prune_sweeps.sh', *args],
+                          cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+  lock = open(sweeps / 'locked.lock', 'w')  # what run_sweep.sh holds
+  fcntl.flock(lock, fcntl.LOCK_SH)
+  busy = subprocess.Popen(['sleep', '120'], cwd=sweeps / 'busy')
+  try:
+    assert 'would remove idle' in prune('--dry-run')
+    assert (sweeps / 'idle').is_dir()
+    out = prune()
+    assert 'kept locked: a sweep holds it' in out
+    assert 'kept busy: a process runs in it' in out
+    assert 'removed idle' in out
+    assert sorted(p.name for p in sweeps.iterdir() if p.is_dir()) == [
+        'busy', 'locked']
+    assert str(sweeps / 'idle') not in git('worktree', 'list')
+  finally:
+    busy.kill()
+    busy.wait()
+    lock.close()
+  assert 'removed 2 worktree(s), kept 0' in prune()
+  assert (repo / 'results.json').read_text() == '{}'
+  assert len(git('worktree', 'list').splitlines()) == 1
+  with pytest.raises(subprocess.CalledProcessError):
+    prune('--everything')
