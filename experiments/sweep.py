@@ -559,7 +559,7 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   """Trains `sweep.train_methods` in `workers` subprocesses sharing its
   workdir (methods dealt round-robin), then writes the outputs.
 
-  Ctrl-C or SIGTERM stops the workers (each keeps its finished runs, as a
+  Ctrl-C (or SIGTERM, which `main` turns into one) stops the workers (each keeps its finished runs, as a
   stopped sweep does) and still writes the outputs of what finished.
   """
   import signal  # pylint: disable=g-import-not-at-top
@@ -572,12 +572,6 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   # N processes share one accelerator: none may take most of its memory.
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   procs = []
-
-  def stop(signum, frame):
-    del frame
-    raise KeyboardInterrupt(signum)
-
-  previous = signal.signal(signal.SIGTERM, stop)
   interrupted = False
   try:
     for i, group in enumerate(groups):
@@ -596,8 +590,6 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
       if p.poll() is None:
         p.send_signal(signal.SIGINT)  # a worker's Ctrl-C: saves, then stops
     codes = [p.wait() for p in procs]
-  finally:
-    signal.signal(signal.SIGTERM, previous)
   for i, code in enumerate(codes):
     if code:
       print(f'worker {i} stopped with exit status {code}; see '
@@ -641,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                       only=args.only), args.debug)
     if sweep is None:
       return 2
-    return run_parallel(sweep, argv, args.parallel)
+    with run_lib.sigterm_as_interrupt(config):
+      return run_parallel(sweep, argv, args.parallel)
   with run_lib.sigterm_as_interrupt(config):
     payload = run_lib.user_errors_as_messages(
         lambda: Sweep(config, args.workdir, overwrite=args.overwrite,
