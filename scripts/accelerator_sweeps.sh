@@ -15,9 +15,13 @@
 # sweeps.tgz in the repo root to add the runs to
 # experiments/results/<experiment>_sweep/ (then `python -m experiments.report
 # sweep ...` for the outputs). Extra sweep arguments for both (e.g. a tiny
-# rehearsal: --config.num_steps=20 ...) go in $SWEEP_ARGS. Uses the `python`
-# on PATH if it already has what the experiments need (e.g. a GPU image),
-# else ./.venv (CPU jax).
+# rehearsal: --config.num_steps=20 ...) go in $SWEEP_ARGS, the benchmarks'
+# (e.g. --quick) in $TRAIN_STEP_ARGS and $OVERHEAD_ARGS. $RESULTS_DIR
+# (default experiments/results) is where the sweeps live; sweeps.tgz names
+# them experiments/results/<experiment>_sweep/ wherever they live. Uses the
+# `python` on PATH if it already has what the experiments need (e.g. a GPU
+# image), else ./.venv (CPU jax). tests/test_sweep.py rehearses the whole
+# script on CPU.
 set -uo pipefail
 out="${1:?usage: bash scripts/accelerator_sweeps.sh OUT_DIR SECONDS [CIFAR10_DIR] [MNIST_DIR]}"
 budget="${2:?usage: bash scripts/accelerator_sweeps.sh OUT_DIR SECONDS [CIFAR10_DIR] [MNIST_DIR]}"
@@ -44,12 +48,15 @@ find layerlr_optax experiments scripts -name '*.py' -o -name '*.sh' \
   | LC_ALL=C sort | xargs sha256sum > "$out/code.sha256"
 bench_share=$(( budget / 5 ))
 sweep_end=$(( start + budget - bench_share ))
-cifar_sweep=experiments/results/cifar10_full_short_sweep
-transformer_sweep=experiments/results/mnist_transformer_sweep
+results="${RESULTS_DIR:-experiments/results}"
+mkdir -p "$results" && results="$(cd "$results" && pwd)"
+cifar_sweep="$results/cifar10_full_short_sweep"
+transformer_sweep="$results/mnist_transformer_sweep"
 
 snapshot() {
-  tar czf "$out/sweeps.tgz.part" --exclude=tensorboard \
-    $(ls -d "$cifar_sweep" "$transformer_sweep" 2>/dev/null) \
+  (cd "$results" && tar czf "$out/sweeps.tgz.part" --exclude=tensorboard \
+    --transform 's,^,experiments/results/,' \
+    $(ls -d cifar10_full_short_sweep mnist_transformer_sweep 2>/dev/null)) \
     && mv "$out/sweeps.tgz.part" "$out/sweeps.tgz"
 }
 
@@ -82,9 +89,10 @@ mkdir -p "$out/bench"
 left=$(( start + budget - $(date +%s) - 10 ))
 [ "$left" -gt 20 ] && timeout $(( left / 2 )) python -m benchmarks.train_step \
   --models lenet,cifar10_full --seeds 8 \
-  --json "$out/bench/train_step_${backend}.json"
+  --json "$out/bench/train_step_${backend}.json" ${TRAIN_STEP_ARGS:-}
 left=$(( start + budget - $(date +%s) - 10 ))
 [ "$left" -gt 20 ] && timeout "$left" python -m benchmarks.overhead \
-  --trees lenet,alexnet,resnet50 --json "$out/bench/overhead_${backend}.json"
+  --trees lenet,alexnet,resnet50 --json "$out/bench/overhead_${backend}.json" \
+  ${OVERHEAD_ARGS:-}
 tar czf "$out/bench.tgz" -C "$out" bench && rm -rf "$out/bench"
 echo "done at t=$(( $(date +%s) - start ))s"

@@ -341,3 +341,65 @@ def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
   assert len(git('worktree', 'list').splitlines()) == 1
   with pytest.raises(subprocess.CalledProcessError):
     prune('--everything')
+
+
+def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
+                                                    mnist_dir, tmp_path):
+  """scripts/accelerator_sweeps.sh end to end, tiny, as a device loan runs
+  it: both sweeps finish into $RESULTS_DIR (not this checkout's results),
+  sweeps.tgz unpacks to experiments/results/<experiment>_sweep/, the
+  benchmarks' JSON is in bench.tgz and code.sha256 hashes this code."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+  del cifar_cache  # decoded once into $LAYERLR_CACHE, which the script reads
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out, results = tmp_path / 'out', tmp_path / 'results'
+  ours = os.path.join(root, 'experiments', 'results')
+  before = {d: sorted(os.listdir(os.path.join(ours, d, 'runs')))
+            for d in ('cifar10_full_short_sweep', 'mnist_transformer_sweep')}
+  sweep_args = ' '.join(SWEEP_ARGS + ['--config.batch_size=16',
+                                      '--config.eval_batch_size=100',
+                                      '--config.max_eval_examples=200'])
+  env = dict(os.environ, RESULTS_DIR=str(results), SWEEP_ARGS=sweep_args,
+             TRAIN_STEP_ARGS='--quick --models lenet --repeats 2 --seeds 2',
+             OVERHEAD_ARGS='--quick --trees lenet --repeats 2',
+             PATH=os.path.dirname(sys.executable) + os.pathsep +
+             os.environ['PATH'])
+  proc = subprocess.run(
+      ['bash', os.path.join(root, 'scripts', 'accelerator_sweeps.sh'),
+       str(out), '400', cifar_dir, mnist_dir], cwd=tmp_path, env=env,
+      capture_output=True, text=True, timeout=600, check=False)
+  log = (out / 'device.log').read_text()
+  assert proc.returncode == 0, log[-4000:]
+  assert 'cifar sweep exit 0' in log and 'transformer sweep exit 0' in log
+  assert 'done at' in log, log[-4000:]
+  # The checkout's own results are untouched.
+  assert before == {d: sorted(os.listdir(os.path.join(ours, d, 'runs')))
+                    for d in before}
+  unpacked = tmp_path / 'unpacked'
+  with tarfile.open(out / 'sweeps.tgz') as tar:
+    tar.extractall(unpacked, filter='data')
+  for experiment in ('cifar10_full_short', 'mnist_transformer'):
+    sweep_dir = unpacked / 'experiments' / 'results' / f'{experiment}_sweep'
+    with open(sweep_dir / 'sweep.json') as f:
+      payload = json.load(f)
+    assert payload['experiment'] == experiment
+    assert set(payload['best']) == {'sgd', 'sgd+layer'}
+    # 2 methods x 2 rates x 1 seed, then the best rate to 2 seeds.
+    assert len(payload['runs']) >= 6
+    assert sorted(os.listdir(sweep_dir / 'runs')) == sorted(
+        os.listdir(results / f'{experiment}_sweep' / 'runs'))
+    assert not (sweep_dir / 'tensorboard').exists()
+  with tarfile.open(out / 'bench.tgz') as tar:
+    names = set(tar.getnames())
+    for name in ('bench/train_step_cpu.json', 'bench/overhead_cpu.json'):
+      assert name in names, names
+      assert json.load(tar.extractfile(name))['cases']
+  hashes = dict(line.split()[::-1]
+                for line in (out / 'code.sha256').read_text().splitlines())
+  assert 'layerlr_optax/_src/transform.py' in hashes
+  for path, digest in hashes.items():
+    with open(os.path.join(root, path), 'rb') as f:
+      assert hashlib.sha256(f.read()).hexdigest() == digest, path
