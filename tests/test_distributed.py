@@ -82,6 +82,45 @@ def test_two_processes_equal_one_process_lenet(launch, lenet_1x8, mnist_dir,
   assert len(run['test_error']) == 2 and run['test_error'][-1] < 60
 
 
+
+@pytest.mark.xdist_group('lenet_1x8')
+def test_slurm_srun_layout_equals_one_process(lenet_1x8, mnist_dir,
+                                              tmp_path):
+  """What `srun --ntasks=2 python -m experiments.run ...
+  --config.distributed=true` gives each task, simulated on this host: no
+  launcher, only SLURM's variables, from which `jax.distributed.initialize()`
+  finds the process id, count and coordinator (the first node of the step,
+  a port from the job id). The result is the 1x8 run's."""
+  import random  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'slurm'
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             PYTHONPATH=ROOT, SLURM_JOB_ID=str(random.randrange(10**6)),
+             SLURM_STEP_NODELIST='localhost', SLURM_NTASKS='2',
+             SLURM_STEP_NUM_NODES='1')
+  for name in ('LAYERLR_PROCESS_ID', 'LAYERLR_NUM_PROCESSES',
+               'JAX_COORDINATOR_ADDRESS'):
+    env.pop(name, None)
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'experiments.run', *LENET,
+       f'--config.data_dir={mnist_dir}', '--config.distributed=true',
+       '--workdir', str(workdir)],
+      cwd=ROOT, env=dict(env, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  try:
+    outputs = [p.communicate(timeout=600) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  # Task 0 alone wrote the outputs.
+  assert outputs[0][0].count('wrote ') == 1, outputs[0][0]
+  assert 'wrote ' not in outputs[1][0], outputs[1][0]
+  assert results(workdir) == lenet_1x8
+
 @pytest.mark.xdist_group('lenet_1x8')
 def test_layer_norms_are_global_one_device_gives_the_same_factors(
     lenet_1x8, run_module, mnist_dir, tmp_path):
