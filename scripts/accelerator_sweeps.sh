@@ -73,10 +73,15 @@ timeout -k 60 "$left" python -m experiments.sweep mnist_transformer \
   --workdir "$transformer_sweep" --config.data_source=local \
   --config.data_dir="$mnist" --parallel 7 ${SWEEP_ARGS:-} > "$out/transformer_sweep.log" 2>&1 &
 transformer_pid=$!
+# Checked every second (a loan's time is short), snapshot every 30 s.
+tick=0
 while kill -0 "$cifar_pid" 2>/dev/null || kill -0 "$transformer_pid" 2>/dev/null; do
-  sleep 30
-  snapshot
-  echo "t=$(( $(date +%s) - start ))s: $(ls $cifar_sweep/runs 2>/dev/null | wc -l) cifar runs, $(ls $transformer_sweep/runs 2>/dev/null | wc -l) transformer runs"
+  sleep 1
+  tick=$(( tick + 1 ))
+  if (( tick % 30 == 0 )); then
+    snapshot
+    echo "t=$(( $(date +%s) - start ))s: $(ls $cifar_sweep/runs 2>/dev/null | wc -l) cifar runs, $(ls $transformer_sweep/runs 2>/dev/null | wc -l) transformer runs"
+  fi
 done
 wait "$cifar_pid"; echo "cifar sweep exit $?"
 wait "$transformer_pid"; echo "transformer sweep exit $?"
