@@ -559,8 +559,9 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   """Trains `sweep.train_methods` in `workers` subprocesses sharing its
   workdir (methods dealt round-robin), then writes the outputs.
 
-  Ctrl-C (or SIGTERM, which `main` turns into one) stops the workers (each keeps its finished runs, as a
-  stopped sweep does) and still writes the outputs of what finished.
+  Ctrl-C (or SIGTERM, which `main` turns into one) stops the workers (each
+  keeps its finished runs, as a stopped sweep does) and still writes the
+  outputs of what finished.
   """
   import signal  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top

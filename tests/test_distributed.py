@@ -82,7 +82,6 @@ def test_two_processes_equal_one_process_lenet(launch, lenet_1x8, mnist_dir,
   assert len(run['test_error']) == 2 and run['test_error'][-1] < 60
 
 
-
 @pytest.mark.xdist_group('lenet_1x8')
 def test_slurm_srun_layout_equals_one_process(lenet_1x8, mnist_dir,
                                               tmp_path):
@@ -120,6 +119,7 @@ def test_slurm_srun_layout_equals_one_process(lenet_1x8, mnist_dir,
   assert outputs[0][0].count('wrote ') == 1, outputs[0][0]
   assert 'wrote ' not in outputs[1][0], outputs[1][0]
   assert results(workdir) == lenet_1x8
+
 
 @pytest.mark.xdist_group('lenet_1x8')
 def test_layer_norms_are_global_one_device_gives_the_same_factors(

@@ -13,6 +13,7 @@ from experiments import records
 from experiments import sweep as sweep_lib
 from experiments import train
 from experiments.methods import Method
+from tests.conftest import ROOT
 
 SWEEP_ARGS = ['--config.data_source=local', '--config.num_steps=4',
               '--config.eval_every=2', '--config.log_every=2',
@@ -251,17 +252,16 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   workdir = tmp_path / 'sweep'
   # Enough runs that the sweep is still training when the signal comes.
   args = ['mnist_lenet', '--workdir', str(workdir),
           f'--config.data_dir={mnist_dir}'] + SWEEP_ARGS + [
               '--config.sweep.lr_log2_steps=(-2,-1,0,1)',
               '--config.sweep.best_seeds=3']
-  env = dict(os.environ, PYTHONPATH=root)
+  env = dict(os.environ, PYTHONPATH=ROOT)
   proc = subprocess.Popen(
       [sys.executable, '-m', 'experiments.sweep', *args, '--parallel', '2'],
-      cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True, start_new_session=True)
   runs = workdir / 'runs'
   deadline = time.monotonic() + 240
@@ -282,7 +282,7 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
     assert len(json.load(f)['runs']) == len(kept)
   # The same command finishes the sweep, keeping every run it had.
   done = subprocess.run(
-      [sys.executable, '-m', 'experiments.sweep', *args], cwd=root, env=env,
+      [sys.executable, '-m', 'experiments.sweep', *args], cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=600, check=False)
   assert done.returncode == 0, done.stderr[-2000:]
   for name, content in kept.items():
@@ -296,10 +296,9 @@ def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
   import fcntl  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   repo = tmp_path / 'repo'
   (repo / 'scripts').mkdir(parents=True)
-  shutil.copy(os.path.join(root, 'scripts', 'prune_sweeps.sh'),
+  shutil.copy(os.path.join(ROOT, 'scripts', 'prune_sweeps.sh'),
               repo / 'scripts')
   (repo / 'results.json').write_text('{}')
 
@@ -354,9 +353,8 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
   import sys  # pylint: disable=g-import-not-at-top
   import tarfile  # pylint: disable=g-import-not-at-top
   del cifar_cache  # decoded once into $LAYERLR_CACHE, which the script reads
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out, results = tmp_path / 'out', tmp_path / 'results'
-  ours = os.path.join(root, 'experiments', 'results')
+  ours = os.path.join(ROOT, 'experiments', 'results')
   before = {d: sorted(os.listdir(os.path.join(ours, d, 'runs')))
             for d in ('cifar10_full_short_sweep', 'mnist_transformer_sweep')}
   # 2 methods x 2 rates x 1 seed, no extension, no reruns: 4 runs a sweep.
@@ -373,7 +371,7 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
              PATH=os.path.dirname(sys.executable) + os.pathsep +
              os.environ['PATH'])
   proc = subprocess.run(
-      ['bash', os.path.join(root, 'scripts', 'accelerator_sweeps.sh'),
+      ['bash', os.path.join(ROOT, 'scripts', 'accelerator_sweeps.sh'),
        str(out), '400', cifar_dir, mnist_dir], cwd=tmp_path, env=env,
       capture_output=True, text=True, timeout=600, check=False)
   log = (out / 'device.log').read_text()
@@ -405,5 +403,5 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
                 for line in (out / 'code.sha256').read_text().splitlines())
   assert 'layerlr_optax/_src/transform.py' in hashes
   for path, digest in hashes.items():
-    with open(os.path.join(root, path), 'rb') as f:
+    with open(os.path.join(ROOT, path), 'rb') as f:
       assert hashlib.sha256(f.read()).hexdigest() == digest, path
