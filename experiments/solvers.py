@@ -144,11 +144,11 @@ def observe_layer_factors(layers) -> optax.GradientTransformation:
   def init_fn(params):
     return layerlr_optax.LayerFactorsState(
         {name: jnp.ones([], jnp.float32)
-         for name in layerlr_optax.layer_partition(params, layers)})
+         for name in layerlr_optax.layer_partition(params, layers=layers)})
 
   def update_fn(updates, state, params=None):
     del params, state
-    stats = layerlr_optax.layer_stats(updates, layers)
+    stats = layerlr_optax.layer_stats(updates, layers=layers)
     return updates, layerlr_optax.LayerFactorsState(
         {name: s['factor'] for name, s in stats.items()})
 
@@ -248,7 +248,7 @@ def make_solver(method: Method, config, params,
     raise AssertionError(method)
   if method.applies_factor:
     direction = layerlr_optax.layerwise(
-        direction, layers, record_factors=True,
+        direction, layers=layers, record_factors=True,
         max_factor=(config.layer_max_factor if method.variant == 'layercap'
                     else None))
   else:

@@ -2,6 +2,7 @@
 
   python scripts/min_versions.py            # jax==... jaxlib==... optax==...
   python scripts/min_versions.py --python   # 3.10
+  python scripts/min_versions.py --extra test   # chex==... pytest==... of [test]
 
 Every `name>=X` of [project].dependencies becomes `name==X`, and jaxlib is
 pinned to jax's version, so scripts/test_min_versions.sh tests exactly the
@@ -24,9 +25,14 @@ def project() -> dict:
     return tomllib.load(f)['project']
 
 
-def pins() -> list[str]:
+def pins(extra: str | None = None) -> list[str]:
+  """Pins of the runtime dependencies, or of the optional `extra`'s entries
+  that are plain lower bounds (chex, pytest, ... of `test`)."""
   out = []
-  for requirement in project()['dependencies']:
+  requirements = (project()['dependencies'] if extra is None else
+                  [r for r in project()['optional-dependencies'][extra]
+                   if _LOWER.match(r.strip())])
+  for requirement in requirements:
     match = _LOWER.match(requirement.strip())
     if not match:
       raise SystemExit(
@@ -47,4 +53,9 @@ def python_version() -> str:
 
 
 if __name__ == '__main__':
-  print(python_version() if sys.argv[1:] == ['--python'] else ' '.join(pins()))
+  if sys.argv[1:] == ['--python']:
+    print(python_version())
+  elif sys.argv[1:2] == ['--extra']:
+    print(' '.join(pins(sys.argv[2])))
+  else:
+    print(' '.join(pins()))

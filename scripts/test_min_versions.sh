@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The package's own tests (not the experiments) at the oldest versions
 # pyproject.toml declares: the oldest supported Python with exactly the
-# lower bounds of jax/jaxlib, optax and chex, and nothing else of ours
+# lower bounds of jax/jaxlib and optax (and of chex, which the tests use),
+# and nothing else of ours
 # (no Flax, Equinox or TensorFlow). Sets up ./.venv-min (again only when the
 # bounds change) and runs pytest there; extra arguments go to pytest.
 #
@@ -15,7 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${LAYERLR_MIN_VENV:-$ROOT/.venv-min}"
 want_python="$(python3 scripts/min_versions.py --python)"
-pins="$(python3 scripts/min_versions.py)"
+pins="$(python3 scripts/min_versions.py) $(python3 scripts/min_versions.py --extra test | tr ' ' '\n' | grep '^chex==')"
 if [ -z "${PYTHON_MIN:-}" ]; then
   # The first candidate that runs (a pyenv shim on PATH may not).
   candidates=("$(command -v "python$want_python" || true)")
@@ -58,5 +59,6 @@ PY
 echo "deselected at the minimum versions: test_no_gradient_sized_temporaries (an XLA >= 0.10.2 fusion property; see README)"
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   tests/test_transform.py tests/test_alias.py tests/test_properties.py \
-  tests/test_stacked.py tests/test_sharding.py layerlr_optax \
+  tests/test_stacked.py tests/test_sharding.py tests/test_user_code.py \
+  layerlr_optax -m 'not frameworks' \
   --deselect tests/test_transform.py::test_no_gradient_sized_temporaries "$@"

@@ -36,6 +36,9 @@ def pytest_configure(config):
   # --dist loadgroup keeps a group's tests on one worker.
   config.addinivalue_line(
       'markers', 'xdist_group(name): tests sharing a module-scoped fixture')
+  config.addinivalue_line(
+      'markers', 'frameworks: needs Flax, Equinox or orbax (not installed in '
+      'the minimum-versions environment, which deselects these)')
 
 
 def pytest_unconfigure(config):

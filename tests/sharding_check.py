@@ -161,5 +161,90 @@ got = mapped(jax.device_put(stack_grads[1], jax.tree.map(
     lambda spec: NamedSharding(mesh, spec), map_specs)))
 assert_unrolled_equal(got, want, 'shard_map with stacked layers')
 print('shard_map axis_name with stacked layers: equal to unrolled')
+
+# Meshes as today's jax makes them (issue #22): jax.make_mesh's default axis
+# types (Explicit in jax >= 0.7), and Auto. Every public function, with the
+# stacked axis sharded and not, against the same computation on one device.
+def mesh_checks(axis_types, label):
+  kwargs = {} if axis_types is None else {'axis_types': axis_types}
+  mesh2 = jax.make_mesh((4, 2), ('data', 'model'), **kwargs)
+  specs = {
+      'stacked axis sharded': {'blocks': {'kernel': P('data', None, 'model'),
+                                          'bias': P('data', 'model')},
+                               'head': {'w': P('model', None)}},
+      'stacked axis replicated': {'blocks': {'kernel': P(None, None,
+                                                         'model'),
+                                             'bias': P(None, 'model')},
+                                  'head': {'w': P('data', None)}},
+  }
+  grads = stack_grads[1]
+  want_stats = layerlr_optax.layer_stats(grads, stacked=STACKED,
+                                         max_factor=5.0)
+  make = lambda: layerlr_optax.sgd(0.1, momentum=0.9, stacked=STACKED,
+                                   record_factors=True)
+  want_params, want_state = None, None
+  opt = make()
+  state = opt.init(stack_params)
+  updates, want_state = opt.update(grads, state, stack_params)
+  want_params = optax.apply_updates(stack_params, updates)
+  want_lw, _ = layerlr_optax.layerwise(optax.adam(1e-3), stacked=STACKED
+                                       ).update(grads, optax.adam(1e-3).init(
+                                           stack_params), stack_params)
+  for name, spec in specs.items():
+    put = lambda t, spec=spec: jax.device_put(t, jax.tree.map(
+        lambda s: NamedSharding(mesh2, s), spec))
+    with (jax.set_mesh(mesh2) if hasattr(jax, 'set_mesh') else mesh2):
+      g, p = put(grads), put(stack_params)
+      stats = layerlr_optax.layer_stats(g, stacked=STACKED, max_factor=5.0)
+      jit_stats = jax.jit(lambda g: layerlr_optax.layer_stats(
+          g, stacked=STACKED, max_factor=5.0))(g)
+      for got in (stats, jit_stats):
+        assert list(got) == list(want_stats), (label, name, list(got))
+        for layer in want_stats:
+          for key in ('grad_norm', 'factor'):
+            np.testing.assert_allclose(np.asarray(got[layer][key]),
+                                       np.asarray(want_stats[layer][key]),
+                                       rtol=1e-6, err_msg=f'{label} {name}')
+      assert (layerlr_optax.layer_partition(p, stacked=STACKED)
+              == layerlr_optax.layer_partition(stack_params, stacked=STACKED))
+      opt = make()
+
+      @jax.jit
+      def step(p, state, g, opt=opt):
+        updates, state = opt.update(g, state, p)
+        return optax.apply_updates(p, updates), state
+
+      new_p, new_state = step(p, opt.init(p), g)
+      for a, b in zip(jax.tree.leaves(new_p), jax.tree.leaves(want_params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
+                                   atol=1e-7, err_msg=f'{label} {name}')
+      got_f = layerlr_optax.recorded_factors(new_state)
+      want_f = layerlr_optax.recorded_factors(want_state)
+      assert list(got_f) == list(want_f)
+      for layer in want_f:
+        np.testing.assert_allclose(np.asarray(got_f[layer]),
+                                   np.asarray(want_f[layer]), rtol=1e-6)
+      jit_f = jax.jit(layerlr_optax.recorded_factors)(new_state)
+      for layer in want_f:
+        np.testing.assert_allclose(np.asarray(jit_f[layer]),
+                                   np.asarray(want_f[layer]), rtol=1e-6)
+      lw = layerlr_optax.layerwise(optax.adam(1e-3), stacked=STACKED)
+      got_lw, _ = jax.jit(lw.update)(g, lw.init(p), p)
+      for a, b in zip(jax.tree.leaves(got_lw), jax.tree.leaves(want_lw)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
+                                   atol=1e-9, err_msg=f'{label} {name}')
+    print(f'{label} mesh, {name}: every public function equals one device')
+
+
+if hasattr(jax.sharding, 'AxisType'):
+  AxisType = jax.sharding.AxisType
+  default_types = jax.make_mesh((4, 2), ('data', 'model')).axis_types
+  print(f'jax.make_mesh default axis types: {default_types}')
+  mesh_checks(None, 'default (' + ', '.join(str(t).split('.')[-1]
+                                          for t in default_types) + ')')
+  mesh_checks((AxisType.Explicit,) * 2, 'Explicit')
+  mesh_checks((AxisType.Auto,) * 2, 'Auto')
+else:  # jax < 0.6 (the minimum-version run): every mesh axis is Auto.
+  mesh_checks(None, 'Auto (this jax has no axis types)')
 print('SHARDING OK')
 sys.exit(0)

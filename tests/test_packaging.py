@@ -70,11 +70,11 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   check = (
       'import doctest, sys, layerlr_optax\n'
-      'from layerlr_optax._src import alias, transform\n'
+      'from layerlr_optax._src import alias, layers, transform\n'
       'assert "site-packages" in layerlr_optax.__file__, layerlr_optax.__file__\n'
       'assert not any(p.rstrip("/") == %r for p in sys.path)\n'
       'failed = attempted = 0\n'
-      'for module in (layerlr_optax, transform, alias):\n'
+      'for module in (layerlr_optax, transform, alias, layers):\n'
       '  result = doctest.testmod(module)\n'
       '  failed += result.failed; attempted += result.attempted\n'
       'print(f"doctests: {attempted} run, {failed} failed")\n'

@@ -41,9 +41,9 @@ layer_arrays = hnp.arrays(
 def test_every_layer_keeps_its_direction(layers, mode):
   grads = {f'layer{i}': {f'w{j}': jnp.asarray(a) for j, a in enumerate(arrays)}
            for i, arrays in enumerate(layers)}
-  opt = layerlr_optax.scale_by_layer_gradient(mode)
+  opt = layerlr_optax.scale_by_layer_gradient(layers=mode)
   updates, _ = opt.update(grads, opt.init(grads))
-  part = layerlr_optax.layer_partition(grads, mode)
+  part = layerlr_optax.layer_partition(grads, layers=mode)
   # layer_partition names leaves 'layer0/w1'.
   name = lambda path: '/'.join(k.key for k in path)
   flat_g = {name(p): v for p, v in jax.tree_util.tree_flatten_with_path(grads)[0]}

@@ -137,14 +137,14 @@ class StackedEqualsUnrolledTest(chex.TestCase):
     spec = {'blocks': 0, 'head': None}
     labels = {'blocks': {'kernel': 'stack', 'bias': 'stack'},
               'head': {'w': 'head'}}
-    by_label = layerlr_optax.layer_stats(grads, labels, stacked=spec)
+    by_label = layerlr_optax.layer_stats(grads, layers=labels, stacked=spec)
     by_module = layerlr_optax.layer_stats(grads, stacked=spec)
     self.assertEqual(list(by_label), [f'stack[{i}]' for i in range(4)]
                      + ['head'])
     for i in range(NUM_BLOCKS):
       np.testing.assert_allclose(by_label[f'stack[{i}]']['factor'],
                                  by_module[f'blocks[{i}]']['factor'])
-    by_leaf = layerlr_optax.layer_partition(grads, 'leaf', stacked=spec)
+    by_leaf = layerlr_optax.layer_partition(grads, layers='leaf', stacked=spec)
     self.assertEqual(by_leaf['blocks/kernel[3]'], ['blocks/kernel[3]'])
     self.assertEqual(len(by_leaf), 2 * NUM_BLOCKS + 1)
 
@@ -195,10 +195,16 @@ class StackedEqualsUnrolledTest(chex.TestCase):
           rtol=1e-5)
 
   def test_whole_tree_stacked_with_an_int(self):
-    grads = {'k': jnp.ones((3, 2)), 'b': jnp.ones((3,))}
+    grads = {'m': {'k': jnp.ones((3, 2)), 'b': jnp.ones((3,))}}
     stats = layerlr_optax.layer_stats(grads, stacked=0)
-    self.assertEqual(list(stats), ['<root>[0]', '<root>[1]', '<root>[2]'])
-    np.testing.assert_allclose(stats['<root>[1]']['grad_norm'], np.sqrt(3.0),
+    self.assertEqual(list(stats), ['m[0]', 'm[1]', 'm[2]'])
+    np.testing.assert_allclose(stats['m[1]']['grad_norm'], np.sqrt(3.0),
+                               rtol=1e-6)
+    # Leaves directly under the root are layers of their own, each stacked.
+    flat = layerlr_optax.layer_stats(grads['m'], stacked=0)
+    self.assertEqual(list(flat), ['b[0]', 'b[1]', 'b[2]',
+                                  'k[0]', 'k[1]', 'k[2]'])
+    np.testing.assert_allclose(flat['k[1]']['grad_norm'], np.sqrt(2.0),
                                rtol=1e-6)
 
   def test_works_with_inject_hyperparams_and_multisteps(self):
@@ -254,7 +260,7 @@ class StackedBadInputTest(parameterized.TestCase):
     with pytest.raises(ValueError, match="mixes leaves with different "
                        "stacking: 'blocks/bias' stacks 4 layers, 'head/w' is "
                        'not stacked'):
-      layerlr_optax.layer_stats(stacked_params(), labels,
+      layerlr_optax.layer_stats(stacked_params(), layers=labels,
                                 stacked={'blocks': 0, 'head': None})
 
   def test_layer_mixing_stack_sizes(self):

@@ -31,7 +31,7 @@ class Eq9Test(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_leaf_layers(self):
     grads = random_grads(1)
-    opt = layerlr_optax.scale_by_layer_gradient('leaf')
+    opt = layerlr_optax.scale_by_layer_gradient(layers='leaf')
     out, _ = self.variant(opt.update)(nest(grads), opt.init(nest(grads)))
     assert_tree_close(out, expected_scaled(grads, [[k] for k in grads]))
 
@@ -43,12 +43,12 @@ class Eq9Test(chex.TestCase):
                    for k in grads})
     layers = [['conv1/bias', 'conv1/kernel', 'head/kernel'],
               ['dense/bias', 'dense/kernel']]
-    opt = layerlr_optax.scale_by_layer_gradient(labels)
+    opt = layerlr_optax.scale_by_layer_gradient(layers=labels)
     out, _ = self.variant(opt.update)(nest(grads), opt.init(nest(grads)))
     assert_tree_close(out, expected_scaled(grads, layers))
     # A prefix: one label per module, same grouping as 'module'.
     prefix = {'conv1': 1, 'dense': 2, 'head': 3}
-    opt = layerlr_optax.scale_by_layer_gradient(prefix)
+    opt = layerlr_optax.scale_by_layer_gradient(layers=prefix)
     out, _ = self.variant(opt.update)(nest(grads), opt.init(nest(grads)))
     assert_tree_close(out, expected_scaled(grads, MODULE_LAYERS))
 
@@ -59,7 +59,7 @@ class Eq9Test(chex.TestCase):
         lambda path, _: path[-1].key, tree)  # group by leaf name
     layers = [['conv1/bias', 'dense/bias'],
               ['conv1/kernel', 'dense/kernel', 'head/kernel']]
-    opt = layerlr_optax.scale_by_layer_gradient(label_fn)
+    opt = layerlr_optax.scale_by_layer_gradient(layers=label_fn)
     out, _ = self.variant(opt.update)(nest(grads), opt.init(nest(grads)))
     assert_tree_close(out, expected_scaled(grads, layers))
 
@@ -488,8 +488,12 @@ class MaxFactorTest(chex.TestCase):
     self.assertLess(float(recorded['head']), 2.0)  # large gradients: not
 
   def test_bad_caps(self):
-    for bad in (0.5, -1.0, True, '2'):
-      with self.assertRaisesRegex(ValueError, 'max_factor must be None'):
+    for bad, error in ((0.5, ValueError), (-1.0, ValueError),
+                       (np.float32(0.9), ValueError),
+                       (jnp.array(0.5), ValueError),
+                       (float('nan'), ValueError), (True, TypeError),
+                       ('2', TypeError), (jnp.ones(2) * 2, TypeError)):
+      with self.assertRaisesRegex(error, 'max_factor must be'):
         layerlr_optax.layerwise(optax.sgd(0.1), max_factor=bad)
 
 
@@ -497,14 +501,14 @@ class BadInputTest(chex.TestCase):
 
   def test_unknown_layers_mode(self):
     with self.assertRaisesRegex(ValueError, "unknown layers='modules'"):
-      layerlr_optax.scale_by_layer_gradient('modules')
+      layerlr_optax.scale_by_layer_gradient(layers='modules')
 
   def test_unhashable_label(self):
     with self.assertRaisesRegex(TypeError, 'not hashable'):
-      layerlr_optax.scale_by_layer_gradient({'a': np.ones(2)})
+      layerlr_optax.scale_by_layer_gradient(layers={'a': np.ones(2)})
 
   def test_labels_not_matching_updates(self):
-    opt = layerlr_optax.scale_by_layer_gradient({'a': 0, 'b': 1})
+    opt = layerlr_optax.scale_by_layer_gradient(layers={'a': 0, 'b': 1})
     grads = {'a': jnp.ones(2), 'c': jnp.ones(2)}
     with self.assertRaisesRegex(ValueError, 'labels pytree does not match'):
       opt.update(grads, opt.init(grads))
@@ -517,12 +521,19 @@ class BadInputTest(chex.TestCase):
       opt.update(grads, opt.init(grads))
 
   def test_negative_hyperparameters(self):
-    with self.assertRaisesRegex(ValueError, 'learning_rate must be >= 0'):
-      layerlr_optax.sgd(-0.1)
-    with self.assertRaisesRegex(ValueError, 'momentum must be >= 0'):
-      layerlr_optax.sgd(0.1, momentum=-0.9)
-    with self.assertRaisesRegex(ValueError, 'eps must be >= 0'):
-      layerlr_optax.adagrad(0.1, eps=-1.0)
+    # The same refusal whatever the type a concrete value comes as.
+    for bad in (-0.1, np.float32(-0.1), jnp.array(-0.1), np.array(-0.1)):
+      with self.assertRaisesRegex(ValueError,
+                                  'learning_rate must be a finite number'):
+        layerlr_optax.sgd(bad)
+      with self.assertRaisesRegex(ValueError,
+                                  'momentum must be a finite number'):
+        layerlr_optax.sgd(0.1, momentum=bad)
+      with self.assertRaisesRegex(ValueError, 'eps must be a finite number'):
+        layerlr_optax.adagrad(0.1, eps=bad)
+      with self.assertRaisesRegex(
+          ValueError, 'initial_accumulator_value must be a finite number'):
+        layerlr_optax.adagrad(0.1, initial_accumulator_value=bad)
     with self.assertRaisesRegex(TypeError, 'learning_rate must be a number'):
       layerlr_optax.sgd('0.1')
 

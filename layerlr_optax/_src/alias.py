@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Optional
 
-import jax
+import jax.numpy as jnp
 import optax
 
 from layerlr_optax._src import layers as layers_lib
 from layerlr_optax._src import transform
-
-
-def _check_non_negative(name: str, value: Any, *, allow_none: bool = False):
-  """Rejects a concrete negative (or non-numeric) hyperparameter.
-
-  Arrays and tracers (as `optax.inject_hyperparams` passes them) are left to
-  the caller; schedules are callables and checked by optax when called.
-  """
-  if value is None and allow_none:
-    return
-  if callable(value) or isinstance(value, jax.Array):
-    return
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(
-        f'layerlr_optax: {name} must be a number'
-        f'{", a schedule" if name == "learning_rate" else ""}'
-        f'{" or None" if allow_none else ""}, got {value!r}.')
-  if value < 0:
-    raise ValueError(f'layerlr_optax: {name} must be >= 0, got {value}.')
+from layerlr_optax._src import validation
 
 
 def sgd(
@@ -41,7 +22,7 @@ def sgd(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
-    max_factor: Optional[float] = None,
+    max_factor: transform.MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
@@ -96,12 +77,29 @@ def sgd(
     >>> print(f"{float(loss(params)):.4f}")
     0.0000
   """
-  _check_non_negative('learning_rate', learning_rate)
-  _check_non_negative('momentum', momentum, allow_none=True)
+  validation.check_scalar('learning_rate', learning_rate,
+                          allow_schedule=True)
+  validation.check_scalar('momentum', momentum, allow_none=True)
+  validation.check_flag('nesterov', nesterov)
+  _check_accumulator_dtype(accumulator_dtype)
+  options = transform.Options(layers, axis_name, exclude, max_factor,
+                              stacked)
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
-      layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude, max_factor=max_factor, stacked=stacked)
+      options, record_factors)
+
+
+def _check_accumulator_dtype(dtype: Any) -> None:
+  if dtype is None:
+    return
+  try:
+    floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+  except TypeError:
+    floating = False
+  if not floating:
+    raise TypeError('layerlr_optax: accumulator_dtype must be None (the '
+                    'parameters\' dtype) or a floating dtype such as '
+                    f'jnp.float32 or jnp.bfloat16, got {dtype!r}.')
 
 
 def adagrad(
@@ -113,7 +111,7 @@ def adagrad(
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
-    max_factor: Optional[float] = None,
+    max_factor: transform.MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
@@ -155,10 +153,12 @@ def adagrad(
     >>> print(f"{float(updates['w'][0]):.4f}")
     -0.1590
   """
-  _check_non_negative('learning_rate', learning_rate)
-  _check_non_negative('initial_accumulator_value', initial_accumulator_value)
-  _check_non_negative('eps', eps)
+  validation.check_scalar('learning_rate', learning_rate,
+                          allow_schedule=True)
+  validation.check_scalar('initial_accumulator_value',
+                          initial_accumulator_value)
+  validation.check_scalar('eps', eps)
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
-      layers, axis_name=axis_name, record_factors=record_factors,
+      layers=layers, axis_name=axis_name, record_factors=record_factors,
       exclude=exclude, max_factor=max_factor, stacked=stacked)

@@ -13,15 +13,20 @@ is decided by how it is composed, see `scale_by_layer_gradient` and
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import dataclasses
+from collections.abc import Hashable
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from layerlr_optax._src import layers as layers_lib
+from layerlr_optax._src import validation
 
 PyTree = Any
+MaxFactor = Union[None, float, jax.typing.ArrayLike]
+"""A cap on the factor (>= 1), or None for the paper's uncapped eq. 9."""
 
 
 def layer_factor(norm: jax.typing.ArrayLike) -> jax.Array:
@@ -60,28 +65,33 @@ def _factor_from_sq_norm(sq_norm: jax.Array) -> jax.Array:
   return 1.0 + jnp.log1p(jax.lax.rsqrt(jnp.maximum(sq_norm, tiny)))
 
 
-def _check_leaves(updates: PyTree) -> tuple[list[jax.Array], Any]:
-  paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
-  leaves = []
-  for path, leaf in paths_and_leaves:
+def _check_leaves(leaves: list[Any], part: layers_lib.Partition,
+                  what: str = 'update') -> None:
+  """Refuses non-float leaves that take part in layer adaptation (excluded
+  leaves are the user's business, as with `optax.masked`)."""
+  for leaf, layer, name in zip(leaves, part.leaf_layer, part.leaf_names):
+    if layer == layers_lib.EXCLUDED:
+      continue
     dtype = getattr(leaf, 'dtype', None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
       raise TypeError(
-          f'layerlr_optax: the update at {layers_lib.path_name(path)!r} has '
-          f'dtype {dtype} (type {type(leaf).__name__}); layer-specific rates '
-          'need floating-point updates. Leave non-trainable leaves (step '
-          'counters, integer buffers, ...) out of the optimised pytree, or '
-          'exclude them with optax.masked(...).')
-    leaves.append(leaf)
-  return leaves, treedef
+          f'layerlr_optax: the {what} at {name!r} has dtype {dtype} (type '
+          f'{type(leaf).__name__}); layer-specific rates need floating-point '
+          f'{what}s. Leave non-trainable leaves (step counters, integer '
+          'buffers, ...) out of the tree you optimise, or give them no '
+          'update with optax.multi_transform({..., "frozen": '
+          'optax.set_to_zero()}, labels).')
 
 
-def _accumulation_dtype(leaves: list[jax.Array]) -> Any:
+def _accumulation_dtype(leaves: list[Any], part: layers_lib.Partition) -> Any:
   """float32, or wider if a leaf's real part is (float64 under x64)."""
   # From the dtypes alone: creating an array per leaf took ~0.2 s of the
   # lowering time of a 2,000-leaf step.
   dtype = jnp.dtype(jnp.float32)
-  for leaf_dtype in {jnp.dtype(leaf.dtype) for leaf in leaves}:
+  dtypes = {jnp.dtype(leaf.dtype) for leaf, layer in zip(leaves,
+                                                         part.leaf_layer)
+            if layer != layers_lib.EXCLUDED}
+  for leaf_dtype in dtypes:
     dtype = jnp.promote_types(dtype, jnp.finfo(leaf_dtype).dtype)
   return dtype
 
@@ -126,6 +136,37 @@ def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
   return per_layer
 
 
+def _entry(vector: jax.Array, i: int) -> jax.Array:
+  """`vector[i]` as a reduction rather than a gather: a gather from a vector
+  sharded over an explicit-axes mesh has no unambiguous output sharding
+  (jax raises ShardingTypeError), a masked sum is replicated on any mesh."""
+  return jnp.sum(jnp.where(jnp.arange(vector.shape[0]) == i, vector,
+                           jnp.zeros((), vector.dtype)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The partition and factor options every public function takes."""
+  layers: layers_lib.LayersSpec = 'module'
+  axis_name: Optional[str] = None
+  exclude: layers_lib.ExcludeSpec = None
+  max_factor: MaxFactor = None
+  stacked: layers_lib.StackedSpec = None
+
+  def __post_init__(self):
+    layers_lib.validate_specs(self.layers, self.exclude, self.stacked)
+    validation.check_scalar('max_factor', self.max_factor, minimum=1.0,
+                            allow_none=True)
+    if self.axis_name is not None and not isinstance(self.axis_name,
+                                                     Hashable):
+      raise TypeError('layerlr_optax: axis_name must be a mesh axis name '
+                      f'(str) or None, got {self.axis_name!r}.')
+
+  def partition(self, tree: PyTree) -> layers_lib.Partition:
+    return layers_lib.partition(tree, layers=self.layers,
+                                exclude=self.exclude, stacked=self.stacked)
+
+
 class LayerFactorsState(NamedTuple):
   """The factors a transform applied at its latest update, by layer name.
 
@@ -143,30 +184,29 @@ class LayerwiseState(NamedTuple):
   layer_factors: LayerFactorsState
 
 
-def _initial_factors(params: PyTree, layers, exclude,
-                     stacked) -> LayerFactorsState:
-  leaves, _ = _check_leaves(params)
-  dtype = _accumulation_dtype(leaves)
-  names = layers_lib.partition(params, layers, exclude,
-                               stacked).expanded_layer_names
-  return LayerFactorsState({name: jnp.ones([], dtype) for name in names})
+def _initial_factors(params: PyTree,
+                     options: Options) -> LayerFactorsState:
+  part = options.partition(params)
+  leaves = jax.tree.leaves(params)
+  _check_leaves(leaves, part, what='parameter')
+  dtype = _accumulation_dtype(leaves, part)
+  return LayerFactorsState(
+      {name: jnp.ones([], dtype) for name in part.expanded_layer_names})
 
 
 class _Factors:
   """Per-layer factors of one step (plain Python; lives only while tracing)."""
 
-  def __init__(self, updates: PyTree, layers, axis_name: Optional[str],
-               exclude: layers_lib.ExcludeSpec = None,
-               max_factor: Optional[float] = None,
-               stacked: layers_lib.StackedSpec = None):
-    leaves, self.treedef = _check_leaves(updates)
-    self.partition = layers_lib.partition(updates, layers, exclude, stacked)
-    self.dtype = _accumulation_dtype(leaves)
+  def __init__(self, updates: PyTree, options: Options):
+    leaves, self.treedef = jax.tree.flatten(updates)
+    self.partition = options.partition(updates)
+    _check_leaves(leaves, self.partition)
+    self.dtype = _accumulation_dtype(leaves, self.partition)
     self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
-                                    axis_name)
+                                    options.axis_name)
     self.factors = [_factor_from_sq_norm(sq) for sq in self.sq_norms]
-    if max_factor is not None:
-      self.factors = [jnp.minimum(f, jnp.asarray(max_factor, f.dtype))
+    if options.max_factor is not None:
+      self.factors = [jnp.minimum(f, jnp.asarray(options.max_factor, f.dtype))
                       for f in self.factors]
 
   def per_layer(self, values: list[jax.Array]) -> dict[str, jax.Array]:
@@ -177,7 +217,7 @@ class _Factors:
       if self.partition.layer_stack_size[layer] is None:
         out[names[0]] = value
       else:
-        out.update((name, value[i]) for i, name in enumerate(names))
+        out.update((name, _entry(value, i)) for i, name in enumerate(names))
     return out
 
   def recorded(self) -> LayerFactorsState:
@@ -209,20 +249,21 @@ class _Factors:
 
 
 def scale_by_layer_gradient(
-    layers: layers_lib.LayersSpec = 'module',
     *,
+    layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
-    max_factor: Optional[float] = None,
+    max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
-  For every layer ``l`` with incoming updates ``g_l`` (all of the layer's
-  leaves together)::
+  For every layer :math:`l` with incoming updates :math:`g_l` (all of the
+  layer's leaves together):
 
-    u_l = (1 + log(1 + 1 / ||g_l||_2)) * g_l
+  .. math::
+    u_l = \left(1 + \log\left(1 + \frac{1}{\|g_l\|_2}\right)\right) g_l
 
   The transform is stateless: no history, no per-parameter state, one scalar
   per layer per step. Placed first in a chain it acts on the raw gradient, so
@@ -236,17 +277,22 @@ def scale_by_layer_gradient(
   (its norm is NaN) and leaves other layers untouched; an inf gives that layer
   factor 1 (its norm is inf). A layer of zeros gets a zero update.
 
+  Every argument is keyword-only.
+
   Args:
     layers: what a layer is. ``'module'`` (default): the leaves sharing a
-      parent node, e.g. a Flax module's ``kernel`` and ``bias``. ``'leaf'``:
-      every array on its own. Or, as for `optax.multi_transform`, a pytree of
-      hashable labels (same structure as the updates, or a prefix of it) or a
-      callable mapping the updates to such a pytree; leaves with equal labels
-      form one layer. `layer_partition` shows the resulting grouping.
+      parent node, e.g. a Flax module's ``kernel`` and ``bias``; a leaf
+      directly under the root (``[W1, W2]``, ``{'w1': ..., 'b1': ...}``)
+      belongs to no module and is a layer of its own. ``'leaf'``: every array
+      on its own. Or, as for `optax.multi_transform`, a pytree of hashable
+      labels (same structure as the updates, or a prefix of it) or a callable
+      mapping the updates to such a pytree; leaves with equal labels form one
+      layer. `layer_partition` shows the resulting grouping.
     axis_name: inside ``shard_map``/``pmap`` where every device holds a shard
       of every leaf, the mapped axis to ``psum`` the squared norms over, so the
       factor uses the global norm. Leave ``None`` under plain ``jit`` (also
-      with sharded arrays: XLA computes global norms there).
+      with sharded arrays, Auto or Explicit mesh axes: XLA computes global
+      norms there).
     record_factors: keep the factors of the latest update in the state (a
       `LayerFactorsState`, one scalar per layer), for logging what the
       optimizer applied; read them with `recorded_factors`. Off by default,
@@ -254,35 +300,45 @@ def scale_by_layer_gradient(
     exclude: leaves to leave out of layer adaptation, as LARS/LAMB practice
       does for biases, normalisation scales and embeddings: they keep factor
       1 (their updates pass through unchanged) and do not count in any
-      layer's norm; a layer whose leaves are all excluded disappears. Like
-      `optax.masked`'s mask: a pytree of bools with the structure of the
+      layer's norm; a layer whose leaves are all excluded disappears.
+      `matching_paths` (a regular expression on the paths `layer_partition`
+      prints) and `ndim_at_most` work on every tree type. Or, like
+      `optax.masked`'s mask, a pytree of bools with the structure of the
       params (or a prefix of it), or a callable returning one from the
       params; True means excluded. None (default): nothing excluded.
-    max_factor: a cap on the factor, ``min(f_l, max_factor)``. None (the
-      default) is the paper's eq. 9, uncapped (at most ~44.7 in float32).
-      The factor grows without bound as a layer's gradient vanishes, which
-      is harmless when the step shrinks with the gradient (SGD, momentum,
-      AdaGrad late in training) but inflates the step near a minimum for
-      optimizers whose step does not shrink with it (Adam, sign methods,
-      ...): see the README's "near a minimum" table for measurements.
+    max_factor: a cap on the factor, :math:`\min(f_l, \text{max\_factor})`,
+      >= 1. None (the default) is the paper's eq. 9, uncapped (at most ~44.7
+      in float32). A number, a NumPy scalar or a 0-d array; a value injected
+      by `optax.inject_hyperparams` is used as it is.
     stacked: leaves that hold several layers stacked along one axis, as
       ``flax.linen.scan``, ``nnx.scan``/``nnx.vmap`` or a ``jax.lax.scan``
       over a params stack make them: each slice along that axis is a layer
       of its own, with the factor of its own norm (over the slice's other
-      axes, summed across the leaves of its layer). A pytree with the
-      structure of the params (or a prefix of it) holding, per leaf or
-      subtree, the stacked axis (an int) or None (not stacked); or a
-      callable returning one from the params. ``stacked=0`` stacks every
-      leaf along its leading axis. The leaves of one layer must stack the
-      same number of layers. Slices are named ``<layer>[i]`` in
-      `layer_partition`, `layer_stats` and `recorded_factors`. Cost: one
-      reduction per leaf, as without stacking. With `axis_name`, the
-      devices must hold shards of every slice (the stacked axis itself not
-      split over `axis_name`).
+      axes, summed across the leaves of its layer). `stacked_paths` selects
+      them by path on every tree type; or a pytree with the structure of the
+      params (or a prefix of it) holding, per leaf or subtree, the stacked
+      axis (an int) or None (not stacked); or a callable returning one.
+      ``stacked=0`` stacks every leaf along its leading axis. The leaves of
+      one layer must stack the same number of layers. Slices are named
+      ``<layer>[i]`` in `layer_partition`, `layer_stats` and
+      `recorded_factors`. With `axis_name`, the devices must hold shards of
+      every slice (the stacked axis itself not split over `axis_name`).
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
     `LayerFactorsState` with ``record_factors=True``).
+
+  .. warning::
+    The factor is at least 1 and grows as a layer's gradient vanishes, so it
+    acts like a larger learning rate: at tuned rates it measured no
+    significant gain, and near a minimum it can inflate the steps of
+    optimizers whose step does not shrink with the gradient. See the
+    documentation's guides on choosing the learning rate and on adaptive
+    optimizers before adopting it.
+
+  References:
+    Singh, De, Zhang, Goldstein and Taylor, `Layer-Specific Adaptive Learning
+    Rates for Deep Networks <https://arxiv.org/abs/1510.04609>`_, 2015.
 
   Example:
     >>> import jax.numpy as jnp
@@ -298,21 +354,17 @@ def scale_by_layer_gradient(
     >>> print(f"{float(updates['dense']['bias'][0]):.6f}")
     -0.004733
   """
-  layers_lib.validate_layers(layers)
-  layers_lib.validate_exclude(exclude)
-  layers_lib.validate_stacked(stacked)
-  _check_max_factor(max_factor)
-  _check_flag('record_factors', record_factors)
+  options = Options(layers, axis_name, exclude, max_factor, stacked)
+  validation.check_flag('record_factors', record_factors)
 
   def init_fn(params):
     if record_factors:
-      return _initial_factors(params, layers, exclude, stacked)
+      return _initial_factors(params, options)
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    factors = _Factors(updates, layers, axis_name, exclude, max_factor,
-                       stacked)
+    factors = _Factors(updates, options)
     if record_factors:
       state = factors.recorded()
     return factors.apply(updates), state
@@ -320,48 +372,43 @@ def scale_by_layer_gradient(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _check_max_factor(max_factor: Any) -> None:
-  if max_factor is None:
+def _check_base(base: Any) -> None:
+  if isinstance(base, optax.GradientTransformation):
     return
-  if (isinstance(max_factor, bool) or not isinstance(max_factor, (int, float))
-      or not max_factor >= 1.0):
-    raise ValueError(
-        f'layerlr_optax: max_factor must be None (no cap, the paper) or a '
-        f'number >= 1 (eq. 9 is never below 1), got {max_factor!r}.')
+  if callable(base) and not (hasattr(base, 'init')
+                             and hasattr(base, 'update')):
+    name = getattr(base, '__name__', type(base).__name__)
+    raise TypeError(
+        f'layerlr_optax: base must be an optimizer, got the function '
+        f'{name!r}. Call it first: layerwise({name}(learning_rate)), e.g. '
+        'layerwise(optax.adam(1e-3)).')
+  if not (hasattr(base, 'init') and hasattr(base, 'update')):
+    raise TypeError(
+        'layerlr_optax: base must be an optax.GradientTransformation (an '
+        f'object with init and update), got {base!r} of type '
+        f'{type(base).__name__}.')
 
 
-def _check_flag(name: str, value: Any) -> None:
-  if not isinstance(value, bool):
-    raise TypeError(f'layerlr_optax: {name} must be True or False, got '
-                    f'{value!r}.')
-
-
-def _compose(base: optax.GradientTransformation, layers, axis_name,
-             scale_output: bool, record_factors: bool,
-             exclude: layers_lib.ExcludeSpec, max_factor: Optional[float],
-             stacked: layers_lib.StackedSpec
+def _compose(base: optax.GradientTransformation, options: Options,
+             scale_output: bool, record_factors: bool
              ) -> optax.GradientTransformationExtraArgs:
   """Runs `base` with the layer factors of the gradient it receives.
 
   The state is `base`'s own, unchanged, so checkpoints stay compatible with
   the plain optimizer; with `record_factors` it is a `LayerwiseState`.
   """
-  layers_lib.validate_layers(layers)
-  layers_lib.validate_exclude(exclude)
-  layers_lib.validate_stacked(stacked)
-  _check_max_factor(max_factor)
-  _check_flag('record_factors', record_factors)
+  _check_base(base)
+  validation.check_flag('record_factors', record_factors)
   base = optax.with_extra_args_support(base)
 
   def init_fn(params):
     if record_factors:
       return LayerwiseState(base.init(params),
-                            _initial_factors(params, layers, exclude, stacked))
+                            _initial_factors(params, options))
     return base.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
-    factors = _Factors(updates, layers, axis_name, exclude, max_factor,
-                       stacked)
+    factors = _Factors(updates, options)
     base_state = state.base_state if record_factors else state
     if not scale_output:
       updates = factors.apply(updates)
@@ -378,45 +425,37 @@ def _compose(base: optax.GradientTransformation, layers, axis_name,
 
 def layerwise(
     base: optax.GradientTransformation,
-    layers: layers_lib.LayersSpec = 'module',
     *,
+    layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
-    max_factor: Optional[float] = None,
+    max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
-  Computes ``f_l = 1 + log(1 + 1 / ||g_l||_2)`` from the gradient ``g``
-  `base` receives, runs `base` on ``g`` unchanged, and multiplies each layer
-  of `base`'s output by ``f_l``::
+  Computes :math:`f_l = 1 + \log(1 + 1 / \|g_l\|_2)` from the gradient
+  :math:`g` that `base` receives, runs `base` on :math:`g` unchanged, and
+  multiplies each layer of `base`'s output by :math:`f_l`:
 
-    u_l = f_l * base(g)_l
+  .. math::
+    u_l = f_l \, \mathrm{base}(g)_l
 
-  This is how the paper puts its rate on top of AdaGrad (eq. 8 with ``t``
-  replaced by ``t_l``): the accumulator sees raw gradients, the layer rate
-  multiplies the final step.
+  This is how the paper puts its rate on top of AdaGrad (eq. 8 with :math:`t`
+  replaced by :math:`t_l`): the accumulator sees raw gradients, the layer rate
+  multiplies the final step. The state is `base`'s own.
 
-  When the factor is safe as is: it is >= 1 and grows (to ~44.7 in float32)
-  as a layer's gradient vanishes. Measured by
-  ``python -m experiments.near_minimum`` (parabola and Rosenbrock, float32
-  and complex64, 10,000 steps; table in the README):
-
-  - optimizers whose step shrinks with the gradient (SGD, Nesterov,
-    AdaGrad, AMSGrad, RMSProp) still converge, but the factor multiplies the
-    base rate by ~2-3 on average, so a rate tuned at the edge of stability
-    for the plain optimizer can become unstable (momentum SGD at 1e-3 on
-    Rosenbrock, with or without a cap): lower the base rate instead;
-  - Adam, AdamW and Yogi, whose normalised step does not shrink with the
-    gradient, failed to converge with the uncapped factor (parabola and/or
-    Rosenbrock); ``max_factor=2`` restored it on the parabola, and for Yogi
-    on both problems, but not for Adam on Rosenbrock in float32;
-  - sign-based steps (Lion, sign SGD) converged with the uncapped factor
-    (plain sign SGD did not, on Rosenbrock at its rate).
+  .. warning::
+    For optimizers whose normalised step does not shrink with the gradient
+    (Adam, AdamW, Yogi, ...), the uncapped factor grows near a minimum and
+    can keep them from converging; ``max_factor=2`` helps on some problems
+    and not on others. See the documentation's guide on adaptive optimizers
+    (the measured table of the factor near a minimum) before using it there.
 
   Args:
-    base: the optimizer (any `optax.GradientTransformation`).
+    base: the optimizer (any `optax.GradientTransformation`, already made:
+      ``optax.adam(1e-3)``, not ``optax.adam``).
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
     record_factors: keep the factors of the latest step in the state, which
@@ -432,6 +471,10 @@ def layerwise(
     A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
     `LayerwiseState` with ``record_factors=True``).
 
+  References:
+    Singh, De, Zhang, Goldstein and Taylor, `Layer-Specific Adaptive Learning
+    Rates for Deep Networks <https://arxiv.org/abs/1510.04609>`_, 2015.
+
   Example:
     >>> import jax.numpy as jnp
     >>> import optax
@@ -443,30 +486,21 @@ def layerwise(
     >>> print(f"{float(updates['w'][0]):.6f}")
     -0.002913
   """
-  return _compose(base, layers, axis_name, scale_output=True,
-                  record_factors=record_factors, exclude=exclude,
-                  max_factor=max_factor, stacked=stacked)
+  options = Options(layers, axis_name, exclude, max_factor, stacked)
+  return _compose(base, options, scale_output=True,
+                  record_factors=record_factors)
 
 
-def prescaled(
-    base: optax.GradientTransformation,
-    layers: layers_lib.LayersSpec = 'module',
-    *,
-    axis_name: Optional[str] = None,
-    record_factors: bool = False,
-    exclude: layers_lib.ExcludeSpec = None,
-    max_factor: Optional[float] = None,
-    stacked: layers_lib.StackedSpec = None,
-) -> optax.GradientTransformationExtraArgs:
+def prescaled(base: optax.GradientTransformation, options: Options,
+              record_factors: bool) -> optax.GradientTransformationExtraArgs:
   """`base` fed with the layer-scaled gradient; state is `base`'s own.
 
-  Equal to ``optax.chain(scale_by_layer_gradient(layers), base)`` except that
+  Equal to ``optax.chain(scale_by_layer_gradient(...), base)`` except that
   the state pytree is exactly `base`'s (no `optax.EmptyState` in a tuple), or
-  a `LayerwiseState` with `record_factors`.
+  a `LayerwiseState` with `record_factors`. Internal: the aliases use it.
   """
-  return _compose(base, layers, axis_name, scale_output=False,
-                  record_factors=record_factors, exclude=exclude,
-                  max_factor=max_factor, stacked=stacked)
+  return _compose(base, options, scale_output=False,
+                  record_factors=record_factors)
 
 
 def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
@@ -474,18 +508,21 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
 
   Finds the `LayerFactorsState` of a transform made with
   ``record_factors=True`` anywhere in `opt_state` (inside `optax.chain`,
-  `optax.inject_hyperparams`, `optax.MultiSteps`, `optax.masked`, ...), like
+  `optax.inject_hyperparams`, `optax.MultiSteps`, `optax.masked`, the
+  ``opt_state`` of a ``flax.nnx.Optimizer``, ...), like
   `optax.inject_hyperparams` exposes its hyperparameters. Works inside and
   outside ``jit``.
 
   Args:
     opt_state: the state of an optimizer holding exactly one transform that
-      records its factors.
+      records its factors (what ``opt.init`` and ``opt.update`` return, not
+      the optimizer itself).
 
   Returns:
     ``{layer_name: factor}``, the names as `layer_partition` gives them.
 
   Raises:
+    TypeError: if given an optimizer instead of its state.
     ValueError: if `opt_state` holds no recorded factors, or more than one set.
 
   Example:
@@ -499,6 +536,11 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
     >>> print(f"{float(layerlr_optax.recorded_factors(state)['dense']):.4f}")
     2.9130
   """
+  if isinstance(opt_state, optax.GradientTransformation):
+    raise TypeError(
+        'layerlr_optax: recorded_factors takes the optimizer *state* (what '
+        'opt.init(params) and opt.update(...) return), got the optimizer '
+        'itself.')
   is_record = lambda x: isinstance(x, LayerFactorsState)
   found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_record)
            if is_record(x)]
@@ -507,26 +549,33 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
         f'layerlr_optax: the optimizer state holds {len(found)} sets of '
         'recorded layer factors; expected exactly one. Create the layer-rate '
         'transform with record_factors=True (once per optimizer).')
-  return dict(found[0].factors)
+  # Framework containers (nnx.Optimizer's OptState variables) box each
+  # factor; the array is the box's one leaf.
+  return {name: jax.tree.leaves(value)[0]
+          for name, value in found[0].factors.items()}
 
 
 def layer_stats(
     updates: PyTree,
-    layers: layers_lib.LayersSpec = 'module',
     *,
+    layers: layers_lib.LayersSpec = 'module',
     axis_name: Optional[str] = None,
     exclude: layers_lib.ExcludeSpec = None,
+    max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> dict[str, dict[str, jax.Array]]:
   """Per-layer gradient norms and eq. 9 factors, for logging.
 
-  Works inside and outside ``jit`` (the result is a pytree of scalars).
+  Works inside and outside ``jit`` (the result is a pytree of scalars), and
+  on sharded arrays with Auto or Explicit mesh axes.
 
   Args:
     updates: a gradient (or updates) pytree.
     layers: what a layer is; see `scale_by_layer_gradient`.
     axis_name: see `scale_by_layer_gradient`.
     exclude: see `scale_by_layer_gradient` (excluded leaves are left out).
+    max_factor: report the capped factor an optimizer with this cap
+      applies; see `scale_by_layer_gradient`.
     stacked: see `scale_by_layer_gradient` (one entry per stacked slice,
       named ``<layer>[i]``).
 
@@ -540,8 +589,11 @@ def layer_stats(
     >>> stats = layerlr_optax.layer_stats({'a': {'w': jnp.ones(4)}})
     >>> print(f"{float(stats['a']['grad_norm']):.1f}")
     2.0
+    >>> print(f"{float(stats['a']['factor']):.4f}")
+    1.4055
   """
-  factors = _Factors(updates, layers, axis_name, exclude, stacked=stacked)
+  factors = _Factors(updates, Options(layers, axis_name, exclude,
+                                       max_factor, stacked))
   norms = factors.per_layer([jnp.sqrt(sq) for sq in factors.sq_norms])
   per_layer_factors = factors.per_layer(factors.factors)
   return {name: {'grad_norm': norms[name], 'factor': per_layer_factors[name]}
@@ -550,20 +602,21 @@ def layer_stats(
 
 def layer_partition(
     tree: PyTree,
-    layers: layers_lib.LayersSpec = 'module',
     *,
+    layers: layers_lib.LayersSpec = 'module',
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
 ) -> dict[str, list[str]]:
   """Which leaves form which layer: ``{layer_name: [leaf paths]}``.
 
   Args:
-    tree: params or gradients (only the structure is used).
+    tree: params or gradients (only the structure is used, and the shapes
+      for `stacked` and `ndim_at_most`): arrays or `jax.ShapeDtypeStruct`
+      leaves.
     layers: what a layer is; see `scale_by_layer_gradient`.
     exclude: see `scale_by_layer_gradient`; excluded leaves are in no layer.
     stacked: see `scale_by_layer_gradient`; a stacked leaf appears in each of
-      its layers as ``path[i]`` (``path[:, i]`` for axis 1, ...). Needs the
-      shapes, so pass arrays or `jax.ShapeDtypeStruct` leaves.
+      its layers as ``path[i]`` (``path[:, i]`` for axis 1, ...).
 
   Returns:
     A dict from readable layer names to the readable paths of their leaves.
@@ -574,8 +627,12 @@ def layer_partition(
     >>> params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(1)}}
     >>> layerlr_optax.layer_partition(params)
     {'conv': ['conv/bias', 'conv/kernel']}
+    >>> layerlr_optax.layer_partition([jnp.ones((2, 2)), jnp.ones((2, 2))])
+    {'0': ['0'], '1': ['1']}
     >>> stack = {'block': {'kernel': jnp.ones((2, 3, 3)), 'bias': jnp.ones((2, 3))}}
     >>> layerlr_optax.layer_partition(stack, stacked=0)
     {'block[0]': ['block/bias[0]', 'block/kernel[0]'], 'block[1]': ['block/bias[1]', 'block/kernel[1]']}
   """
-  return layers_lib.partition(tree, layers, exclude, stacked).as_dict()
+  layers_lib.validate_specs(layers, exclude, stacked)
+  return layers_lib.partition(tree, layers=layers, exclude=exclude,
+                              stacked=stacked).as_dict()
