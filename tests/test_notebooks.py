@@ -58,3 +58,32 @@ def test_parameters_must_be_defined_by_the_parameters_cell():
   nb = build.build('quickstart')
   with pytest.raises(ValueError, match=r"does not define \['NUM_STEP'\]"):
     build.with_parameters(nb, {'NUM_STEP': 10})
+
+
+def test_readme_saddle_numbers_are_the_committed_outputs():
+  """The README's saddle-point sentence quotes the committed notebook's
+  printed summary; recompute each quoted number from that text."""
+  import re
+  nb = nbformat.read(os.path.join(build.HERE, 'saddle_points.ipynb'), 4)
+  text = ''.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code'
+                 for o in c.outputs)
+  rows = re.findall(r'^\s*([\d.]+)\s+([\d.e+-]+) \|\s+(\S+)\s+(\S+)\s+(\S+) \|'
+                    r'\s+(\S+)\s+(\S+)\s+(\S+) \| (\d+), (\d+), (\d+)$', text,
+                    re.M)
+  stable = [r for r in rows if r[8:] == ('0', '0', '0')]
+  global_gd = [float(r[5].lstrip('>')) for r in stable]
+  layer_global = [float(r[7]) for r in stable if r[7] != 'n/a']
+  with open(os.path.join(build.HERE, '..', 'README.md')) as f:
+    readme = ' '.join(f.read().split())
+  assert len(stable) == 12
+  assert (f'{min(global_gd):.2f}–{max(global_gd):.2f}x sooner than plain GD'
+          in readme)
+  assert f'{min(layer_global):.2f}–{max(layer_global):.2f}x on top' in readme
+  faster = sum(v > 1 for v in layer_global)
+  slower = sum(v < 1 for v in layer_global)
+  assert f'in {faster} of the {len(stable)} stable settings, later in {slower}' \
+      in readme
+  best = re.findall(r'GD (\d+), \+global (\d+), \+layer (\d+) iterations', text)
+  columns = ['/'.join(b[i] for b in best) for i in range(3)]
+  assert (f'+layer took {columns[2]} iterations, `+global` {columns[1]} and '
+          f'GD {columns[0]}' in readme)

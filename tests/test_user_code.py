@@ -648,3 +648,16 @@ def test_orbax_round_trip_continues_bit_identically(tmp_path):
   resumed, _ = run(restored['params'], restored['opt_state'], grads[2:])
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_differentiating_through_an_update():
+  """Meta-learning differentiates an update with respect to its inputs:
+  d u / d lr = -f(||g||) g."""
+  g = {'a': {'w': jnp.asarray([0.3, -0.4])}}
+
+  def first_entry(lr):
+    opt = layerlr_optax.sgd(lr)
+    return opt.update(g, opt.init(g))[0]['a']['w'][0]
+
+  np.testing.assert_allclose(jax.grad(first_entry)(0.1),
+                             -reference.factor(0.5) * 0.3, rtol=1e-6)

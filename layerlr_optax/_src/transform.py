@@ -14,6 +14,7 @@ is decided by how it is composed, see `scale_by_layer_gradient` and
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Hashable
 from typing import Any, NamedTuple, Optional, Union
 
@@ -96,6 +97,25 @@ def _accumulation_dtype(leaves: list[Any], part: layers_lib.Partition) -> Any:
   return dtype
 
 
+@functools.cache
+def _barrier_transforms() -> bool:
+  """Whether this jax can vmap and differentiate an optimization barrier.
+
+  jax 0.4.35 (the oldest supported) has neither rule, so a barrier there
+  would break `vmap` over seeds and differentiating through an update. The
+  barrier only matters for speed on newer XLA (see `_sq_norm`), so it is
+  left out where jax cannot transform it. Checked abstractly, once.
+  """
+  spec = jax.ShapeDtypeStruct((2,), jnp.float32)
+  barrier = jax.lax.optimization_barrier
+  try:
+    jax.eval_shape(jax.vmap(barrier), spec)
+    jax.eval_shape(lambda x: jax.jvp(barrier, (x,), (x,)), spec)
+  except NotImplementedError:
+    return False
+  return True
+
+
 def _sq_norm(leaf: jax.Array, dtype,
              stack_axis: Optional[int] = None) -> jax.Array:
   # The barrier keeps XLA from merging this `g * g` with the base optimizer's
@@ -103,7 +123,8 @@ def _sq_norm(leaf: jax.Array, dtype,
   # merged, the square has two users, cannot be fused into this reduction,
   # and XLA:CPU writes it out as a gradient-sized temporary: 2.5-4x the update
   # time of layerwise(adam) on AlexNet/ResNet-50 (benchmarks/README.md).
-  leaf = jax.lax.optimization_barrier(leaf)
+  if _barrier_transforms():
+    leaf = jax.lax.optimization_barrier(leaf)
   magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
   squares = jnp.square(magnitude.astype(dtype))
   if stack_axis is None:
