@@ -102,10 +102,11 @@ def user_errors_as_messages(fn, debug: bool = False):
   traceback unless `debug`. Bugs still raise."""
   from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from experiments import workdir_lock  # pylint: disable=g-import-not-at-top
   try:
     return fn()
   except (configs.ConfigError, data_lib.DataError,
-          workdir_lib.WorkdirError) as e:
+          workdir_lib.WorkdirError, workdir_lock.WorkdirBusy) as e:
     if debug:
       raise
     print(f'error: {e}', file=sys.stderr)

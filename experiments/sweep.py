@@ -130,7 +130,8 @@ class Sweep:
     self.workdir = workdir
     self.store = workdir_lib.RunStore(
         workdir, config, overwrite=overwrite,
-        resumable_keys=SWEEP_RESUMABLE_KEYS, finished_marker=None)
+        resumable_keys=SWEEP_RESUMABLE_KEYS, finished_marker=None,
+        methods=[m.name for m in self.train_methods])
     self.center = {m: _method_rate(m, config) for m in self.methods}
     self.steps = {m: list(config.sweep.lr_log2_steps) for m in self.methods}
     self._runs: dict[str, records.RunRecord] = {}
@@ -188,7 +189,10 @@ class Sweep:
     return False
 
   def _wave_done(self, method: Method, wave: int) -> bool:
-    return all(self.run_of(method, k, wave) for k in self.steps[method])
+    """Every grid point has seeds 0..wave (a point added in a later wave
+    gets the earlier waves' seeds too)."""
+    return all(self.run_of(method, k, s) for k in self.steps[method]
+               for s in range(wave + 1))
 
   def replay(self) -> None:
     """Rebuilds each method's grid from finished runs alone, as `run`
@@ -210,15 +214,29 @@ class Sweep:
     from experiments import train  # pylint: disable=g-import-not-at-top
     train.train_runs(self.config, specs, self.store, self.pipeline)
 
+  def close(self) -> None:
+    """Releases the workdir (or this worker's methods in it)."""
+    self.store.close()
+
   def run(self) -> dict[str, Any]:
     """Trains whatever is missing of `train_methods` (stage 1, then stage
-    2); writes the outputs (of every method) after each step."""
+    2); writes the outputs (of every method) after each step; releases the
+    workdir at the end."""
+    try:
+      return self._run()
+    finally:
+      self.close()
+
+  def _run(self) -> dict[str, Any]:
     sweep = self.config.sweep
     self.replay()  # the methods this process does not train
     for wave in range(sweep.grid_seeds):
       while True:
-        self._train([self.spec(m, k, wave) for m in self.train_methods
-                     for k in self.steps[m]])
+        # Seeds of earlier waves too: a point the grid gained in this wave
+        # (finished runs are skipped) is compared on as many seeds as the
+        # others.
+        self._train([self.spec(m, k, s) for m in self.train_methods
+                     for s in range(wave + 1) for k in self.steps[m]])
         extended = [self._extend(m, range(wave + 1))
                     for m in self.train_methods]
         self.write_outputs()
@@ -569,7 +587,7 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   groups = [g for g in groups if g]
   logs = os.path.join(sweep.workdir, 'workers')
   os.makedirs(logs, exist_ok=True)
-  env = dict(os.environ)
+  env = dict(os.environ, **sweep.store.claim.lease_env())
   # N processes share one accelerator: none may take most of its memory.
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   procs = []
@@ -597,6 +615,8 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
             f'{os.path.join(logs, f"worker{i}.log")}', file=sys.stderr)
   done = load(sweep.workdir)
   done.write_outputs()
+  done.close()
+  sweep.close()
   print(best_markdown(done.summary()))
   if interrupted:
     print('interrupted: every finished run is saved in --workdir/runs/; run '

@@ -522,6 +522,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # wrong data_dir leaves nothing behind.
   pipeline = data_lib.make_pipeline(config)
   store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)
+  try:
+    return _train_and_write(config, workdir, methods, pipeline, store)
+  finally:
+    store.close()
+
+
+def _train_and_write(config, workdir: str, methods, pipeline,
+                     store: workdir_lib.RunStore) -> records.Results:
   seeds = [config.seed_offset + i for i in range(config.num_seeds)]
   specs = [RunSpec(m, s) for m in methods for s in seeds]
   start = time.perf_counter()

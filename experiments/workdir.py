@@ -14,12 +14,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import ml_collections
 
 from experiments import faults
 from experiments import records
+from experiments import workdir_lock
 
 # Keys that may change between a run and its resumption: they select *which*
 # runs to do or where data comes from, not what one run computes.
@@ -287,8 +289,13 @@ class RunStore:
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
                overwrite: bool = False,
                resumable_keys: frozenset[str] = frozenset(),
-               finished_marker: str | None = 'results.json'):
+               finished_marker: str | None = 'results.json',
+               methods: Iterable[str] | None = None):
     """Claims `workdir` for `config`.
+
+    The claim is exclusive (`workdir_lock`): a second process on the same
+    workdir is refused, naming the holder; `close` (or the process's exit)
+    releases it.
 
     Args:
       workdir: the folder.
@@ -298,6 +305,8 @@ class RunStore:
         between sessions (e.g. a sweep's grid, whose runs name their rate).
       finished_marker: the file whose presence means "finished" (None: a
         workdir that is never finished, e.g. a sweep that can always grow).
+      methods: for a worker inside its parent's claim (``sweep
+        --parallel``), the methods it trains: it locks only those.
     """
     from experiments import parallel  # pylint: disable=g-import-not-at-top
     if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -309,6 +318,25 @@ class RunStore:
     # Every process checks (reading only, so all see the same folder and
     # fail alike); process 0 alone then writes, and the others wait for it.
     _check_writable(workdir)
+    self.claim = (workdir_lock.WorkdirClaim(workdir, methods)
+                  if parallel.is_writer() else None)
+    try:
+      self._claim(workdir, config_path=os.path.join(workdir, 'config.json'),
+                  overwrite=overwrite, resumable_keys=resumable_keys,
+                  finished_marker=finished_marker)
+    except BaseException:
+      self.close()
+      raise
+
+  def close(self) -> None:
+    """Releases the workdir to other processes."""
+    if self.claim is not None:
+      self.claim.release()
+
+  def _claim(self, workdir: str, config_path: str, overwrite: bool,
+             resumable_keys: frozenset[str],
+             finished_marker: str | None) -> None:
+    from experiments import parallel  # pylint: disable=g-import-not-at-top
     finished = bool(finished_marker) and os.path.exists(
         os.path.join(workdir, finished_marker))
     if finished and not overwrite:
@@ -317,7 +345,6 @@ class RunStore:
           f'({finished_marker}).'
           ' Use a new --workdir, or pass --overwrite to move the old outputs '
           f'to {workdir}/previous-<time>/ and start afresh.')
-    config_path = os.path.join(workdir, 'config.json')
     move_aside = finished or (overwrite and (
         self._holds_runs() or os.path.exists(config_path)))
     if not move_aside:
@@ -363,8 +390,9 @@ class RunStore:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     backup = os.path.join(self.workdir, f'previous-{stamp}')
     os.makedirs(backup)
+    keep = (workdir_lock.LOCK_NAME, workdir_lock.METHOD_LOCKS)
     for name in os.listdir(self.workdir):
-      if not name.startswith('previous-'):
+      if not name.startswith('previous-') and name not in keep:
         os.replace(os.path.join(self.workdir, name),
                    os.path.join(backup, name))
     os.makedirs(self.runs_dir, exist_ok=True)

@@ -1,7 +1,18 @@
-"""Shared fixtures: where the data is, tiny configs, a command-line runner.
+"""Shared fixtures: data, tiny configs, a command-line runner.
 
-The real data lives at ../shared/data relative to the project root. Tests
-that need it fail (never skip) with a clear message when it is missing.
+Two kinds of data:
+- `mnist_dir` and `cifar_dir`: small datasets generated here in the real
+  on-disk formats (MNIST IDX .gz files under their standard names; a zip of
+  JPEG class folders like the CIFAR-10 copy). Every data path of the
+  experiments is tested on these, so the suite passes on a fresh clone with
+  nothing beside it.
+- `real_mnist_dir` and `real_cifar_dir`: the real files, for the tests that
+  check real content (the golden regression, committed results, the
+  notebooks' published numbers). They live in ``$LAYERLR_DATA`` (a folder
+  holding ``mnist/`` and ``cifar10-jpeg/``), by default ``../shared/data``
+  beside the repository. Found, the tests run; missing, they skip with the
+  reason, except where ``LAYERLR_REQUIRE_REAL_DATA=1`` (set by ``.ci/run``):
+  then a missing folder is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -15,7 +26,10 @@ import tempfile
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
+REAL_DATA = os.environ.get('LAYERLR_DATA') or os.path.join(ROOT, '..',
+                                                           'shared', 'data')
+REQUIRE_REAL_DATA = os.environ.get('LAYERLR_REQUIRE_REAL_DATA') == '1'
+_REAL_DATA_FIXTURES = ('real_mnist_dir', 'real_cifar_dir')
 
 # One XLA compilation cache per test session, shared by the xdist workers and
 # every subprocess (they inherit the environment): most of the suite's time is
@@ -39,6 +53,17 @@ def pytest_configure(config):
   config.addinivalue_line(
       'markers', 'frameworks: needs Flax, Equinox or orbax (not installed in '
       'the minimum-versions environment, which deselects these)')
+  config.addinivalue_line(
+      'markers', 'real_data: needs the real MNIST/CIFAR-10 files '
+      '($LAYERLR_DATA, default ../shared/data)')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if any(f in getattr(item, 'fixturenames', ()) for f in
+           _REAL_DATA_FIXTURES):
+      item.add_marker(pytest.mark.real_data)
 
 
 def pytest_unconfigure(config):
@@ -49,23 +74,105 @@ def pytest_unconfigure(config):
     shutil.rmtree(_OWN_COMPILATION_CACHE, ignore_errors=True)
 
 
-def require_shared_data(path: str) -> str:
-  if not os.path.exists(path):
-    pytest.fail(f'the shared data is missing: expected {path!r} (the '
-                "repository's ../shared/data). Tests never skip for this.")
-  return path
+def real_data(name: str) -> str:
+  """The folder `name` of the real data; skips (fails in CI) if missing."""
+  path = os.path.join(REAL_DATA, name)
+  if os.path.isdir(path):
+    return path
+  message = (f'the real data is missing: expected {path!r}. Set '
+             'LAYERLR_DATA to a folder holding mnist/ (the four IDX .gz '
+             'files) and cifar10-jpeg/ (cifar10-jpeg.zip).')
+  if REQUIRE_REAL_DATA:
+    pytest.fail(message + ' LAYERLR_REQUIRE_REAL_DATA=1: required here.')
+  pytest.skip(message)
 
 
 @pytest.fixture
-def mnist_dir() -> str:
+def real_mnist_dir() -> str:
   """The real MNIST IDX .gz files."""
-  return require_shared_data(os.path.join(SHARED_DATA, 'mnist'))
+  return real_data('mnist')
 
 
 @pytest.fixture
-def cifar_dir() -> str:
-  """The folder holding cifar10-jpeg.zip."""
-  return require_shared_data(os.path.join(SHARED_DATA, 'cifar10-jpeg'))
+def real_cifar_dir() -> str:
+  """The folder holding the real cifar10-jpeg.zip."""
+  return real_data('cifar10-jpeg')
+
+
+MNIST_STANDARD_NAMES = {
+    'train_images': 'train-images-idx3-ubyte.gz',
+    'train_labels': 'train-labels-idx1-ubyte.gz',
+    'test_images': 't10k-images-idx3-ubyte.gz',
+    'test_labels': 't10k-labels-idx1-ubyte.gz',
+}
+
+
+def _class_images(rng, labels, size: int, channels: int):
+  """Learnable toy images: class k is a bright block at its own place (and,
+  with colour, its own hue) on noise."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  images = rng.integers(0, 70, (len(labels), size, size, channels))
+  block = size // 4
+  for i, label in enumerate(labels):
+    r, c = divmod(int(label), 4)
+    rows = slice(r * block, r * block + block)
+    cols = slice(c * block, c * block + block)
+    if channels == 1:
+      images[i, rows, cols, 0] = 255
+    else:
+      images[i, rows, cols, int(label) % 3] = 255
+  return images.astype(np.uint8)
+
+
+def make_mnist_dir(folder: str, num_train: int = 1200,
+                   num_test: int = 300, seed: int = 0) -> str:
+  """A small 10-class MNIST-format folder: 28x28 grey images, the four
+  standard IDX .gz file names."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  os.makedirs(folder, exist_ok=True)
+  for split, n in (('train', num_train), ('test', num_test)):
+    labels = rng.permutation(np.arange(n) % 10)
+    images = _class_images(rng, labels, 28, 1)[..., 0]
+    write_idx(os.path.join(folder, MNIST_STANDARD_NAMES[f'{split}_images']),
+              images)
+    write_idx(os.path.join(folder, MNIST_STANDARD_NAMES[f'{split}_labels']),
+              labels)
+  return folder
+
+
+def make_cifar_dir(folder: str, per_class_train: int = 12,
+                   per_class_test: int = 4, seed: int = 0) -> str:
+  """A small CIFAR-10-format folder: cifar10-jpeg.zip of
+  train|test/<class>/NNNN.jpg, 32x32 RGB JPEG at quality 75."""
+  import io as io_lib  # pylint: disable=g-import-not-at-top
+  import zipfile  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  os.makedirs(folder, exist_ok=True)
+  with zipfile.ZipFile(os.path.join(folder, data_lib.CIFAR10_ZIP), 'w') as z:
+    for split, n in (('train', per_class_train), ('test', per_class_test)):
+      for label, name in enumerate(data_lib.CIFAR10_CLASSES):
+        images = _class_images(rng, [label] * n, 32, 3)
+        for i, image in enumerate(images):
+          buffer = io_lib.BytesIO()
+          Image.fromarray(image).save(buffer, format='JPEG', quality=75)
+          z.writestr(f'{split}/{name}/{i:04d}.jpg', buffer.getvalue())
+  return folder
+
+
+@pytest.fixture(scope='session')
+def mnist_dir(tmp_path_factory) -> str:
+  """A generated MNIST-format folder (see `make_mnist_dir`)."""
+  return make_mnist_dir(str(tmp_path_factory.mktemp('mnist')))
+
+
+@pytest.fixture(scope='session')
+def cifar_dir(tmp_path_factory) -> str:
+  """A generated folder holding a small cifar10-jpeg.zip."""
+  return make_cifar_dir(str(tmp_path_factory.mktemp('cifar10-jpeg')))
 
 
 @pytest.fixture(scope='session')

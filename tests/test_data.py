@@ -11,8 +11,8 @@ from experiments import data as data_lib
 from tests.conftest import write_idx
 
 
-def test_local_mnist_is_the_real_dataset(mnist_dir):
-  ds = data_lib.load('mnist', 'local', mnist_dir)
+def test_local_mnist_is_the_real_dataset(real_mnist_dir):
+  ds = data_lib.load('mnist', 'local', real_mnist_dir)
   assert ds.train_images.shape == (60000, 28, 28, 1)
   assert ds.test_images.shape == (10000, 28, 28, 1)
   assert np.bincount(ds.test_labels).tolist() == [
@@ -50,10 +50,11 @@ def test_any_mnist_format_folder(other_idx_dir):
   assert set(identity['sha256']) == set(data_lib.MNIST_FILES)
 
 
-def test_the_real_mnist_is_recognised_by_its_content(mnist_dir, tmp_path):
+def test_the_real_mnist_is_recognised_by_its_content(real_mnist_dir,
+                                                     tmp_path):
   """The paper's MNIST under other names (and uncompressed) is still the
   paper's data: the check is on the content."""
-  for key, path in data_lib.mnist_files(mnist_dir).items():
+  for key, path in data_lib.mnist_files(real_mnist_dir).items():
     write_idx(str(tmp_path / f'copy-{os.path.basename(path)[:-3]}'),
               data_lib.read_idx(path))
   config = ml_collections.ConfigDict(dict(
@@ -154,14 +155,28 @@ def test_a_failed_tfds_download_removes_only_what_it_added(tmp_path,
 
 
 def test_cifar10_local_zip(cifar_dir, tmp_path, monkeypatch):
+  """The generated zip (12 train, 4 test images per class) decodes to its
+  classes in TFDS label order, cached after the first decoding."""
   monkeypatch.setenv('LAYERLR_CACHE', str(tmp_path / 'cache'))
   ds = data_lib.load('cifar10', 'local', cifar_dir)
-  assert ds.train_images.shape == (50000, 32, 32, 3)
-  assert np.bincount(ds.test_labels).tolist() == [1000] * 10
+  assert ds.train_images.shape == (120, 32, 32, 3)
+  assert np.bincount(ds.test_labels).tolist() == [4] * 10
+  # Class k's block is bright in channel k % 3 (tests/conftest.py): the
+  # labels come from the folder names, the pixels from the JPEGs.
+  block = ds.train_images[:, :8, :8, :].reshape(-1, 64, 3).mean(axis=1)
+  zero = ds.train_labels == 0
+  assert (block[zero, 0] > 200).all() and (block[~zero, 0] < 200).all()
   # Decoded once, then read from the cache.
   assert len(os.listdir(tmp_path / 'cache')) == 1
   again = data_lib.load('cifar10', 'local', cifar_dir)
   np.testing.assert_array_equal(again.test_images, ds.test_images)
+
+
+def test_cifar10_real_zip(real_cifar_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv('LAYERLR_CACHE', str(tmp_path / 'cache'))
+  ds = data_lib.load('cifar10', 'local', real_cifar_dir)
+  assert ds.train_images.shape == (50000, 32, 32, 3)
+  assert np.bincount(ds.test_labels).tolist() == [1000] * 10
 
 
 def test_cifar10_missing_zip(tmp_path):

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHARED_DATA, require_shared_data
+from tests.conftest import ROOT
 
 LENET = ['mnist_lenet', '--config.data_source=local',
          '--config.num_steps=12', '--config.eval_every=6',
@@ -59,8 +59,7 @@ def launch(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def lenet_1x8(launch, tmp_path_factory):
-  mnist_dir = require_shared_data(os.path.join(SHARED_DATA, 'mnist'))
+def lenet_1x8(launch, tmp_path_factory, mnist_dir):
   workdir = tmp_path_factory.mktemp('lenet') / '1x8'
   proc = launch(1, 8, workdir, *LENET, f'--config.data_dir={mnist_dir}')
   assert proc.returncode == 0, proc.stderr[-3000:]

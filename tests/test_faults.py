@@ -14,10 +14,8 @@ from experiments import kill_anywhere
 
 
 @pytest.fixture(scope='module')
-def overrides():
-  from tests.conftest import SHARED_DATA, require_shared_data
-  mnist = require_shared_data(os.path.join(SHARED_DATA, 'mnist'))
-  return ['--config.data_source=local', f'--config.data_dir={mnist}']
+def overrides(mnist_dir):
+  return ['--config.data_source=local', f'--config.data_dir={mnist_dir}']
 
 
 @pytest.fixture(scope='module')

@@ -25,12 +25,13 @@ KEYS = ('test_error', 'test_top5_error', 'test_loss', 'train_loss',
         'learning_rate', 'factor_steps', 'layer_factors')
 
 
-def test_short_run_regenerates_the_committed_numbers(mnist_dir, tmp_path):
+def test_short_run_regenerates_the_committed_numbers(real_mnist_dir,
+                                                      tmp_path):
   with open(GOLDEN) as f:
     golden = json.load(f)
   methods = 'sgd+layer,nag,adagrad+layer,lars'
   config = configs.get_config('mnist_lenet')
-  config.update(dict(data_source='local', data_dir=mnist_dir, num_seeds=1,
+  config.update(dict(data_source='local', data_dir=real_mnist_dir, num_seeds=1,
                      num_steps=40, eval_every=20, log_every=10,
                      max_eval_examples=2000, methods=methods,
                      seed_parallelism='sequential'))

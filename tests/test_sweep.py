@@ -405,3 +405,38 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
   for path, digest in hashes.items():
     with open(os.path.join(ROOT, path), 'rb') as f:
       assert hashlib.sha256(f.read()).hexdigest() == digest, path
+
+
+def test_a_point_added_in_a_later_wave_gets_every_earlier_seed():
+  """Issue #26: the grid extends in wave 1 (seed 1 moves the best to the
+  edge); the new point must be trained with seed 0 too, and the replay of
+  the finished runs must rebuild the same grid."""
+  finals = {(-1, 0): 3.0, (0, 0): 2.0, (1, 0): 2.5,   # wave 0: best interior
+            (-1, 1): 3.0, (0, 1): 2.6, (1, 1): 1.0,   # wave 1: best on edge
+            (2, 0): 2.2, (2, 1): 2.0}                 # the added point
+  sgd = Method('sgd')
+  sweep = _sweep_with({})
+  sweep.train_methods = (sgd,)
+  sweep.config.sweep.grid_seeds = 2
+  sweep.config.sweep.best_seeds = 2
+  trained = []
+
+  def fake_train(specs):
+    for spec in specs:
+      if not sweep.store.has_run(spec.name):
+        k = round(math.log2(spec.base_lr))
+        trained.append((k, spec.seed))
+        sweep.store.runs[spec.name] = _record('sgd', spec.base_lr, spec.seed,
+                                              finals[(k, spec.seed)])
+
+  sweep._train = fake_train
+  sweep.write_outputs = lambda: None
+  sweep._run()
+  assert sweep.steps[sgd] == [-1, 0, 1, 2]
+  assert (2, 0) in trained and (2, 1) in trained
+  assert sorted(trained) == sorted(finals)
+  # Replayed from the runs alone: the same grid.
+  replayed = _sweep_with({})
+  replayed.store, replayed.config = sweep.store, sweep.config
+  replayed.replay()
+  assert replayed.steps[sgd] == [-1, 0, 1, 2]
