@@ -91,8 +91,8 @@ TREES = {
 
 def make(name: str, seed: int = 0, dtype=np.float32):
   """(params, grads) of tree `name` as float arrays."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
   rng = np.random.default_rng(seed)
   shapes = TREES[name]()
   is_shape = lambda x: isinstance(x, tuple)

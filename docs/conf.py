@@ -11,11 +11,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import layerlr_optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import layerlr_optax
 
 project = 'layerlr-optax'
 author = 'The layerlr-optax authors'
-copyright = '2026, The layerlr-optax authors'  # pylint: disable=redefined-builtin
+copyright = '2026, The layerlr-optax authors'
 release = version = layerlr_optax.__version__
 
 extensions = [

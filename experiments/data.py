@@ -246,7 +246,7 @@ def _downloads_for_real(builder) -> bool:
 
 
 def _load_tfds(name: str, data_dir: str | None) -> ImageDataset:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
   # TFDS logs a warning for every dataset it has not prepared yet; the
   # outcome (prepared, downloaded, or a DataError) says it better.
   absl_logger = logging.getLogger('absl')
@@ -387,7 +387,7 @@ def _load_local_mnist(data_dir: str) -> ImageDataset:
 
 
 def _decode_cifar_zip(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
   _require(path, f'the CIFAR-10 JPEG zip ({CIFAR10_ZIP})')
   try:
     archive = zipfile.ZipFile(path)
@@ -444,7 +444,7 @@ def _load_local_cifar10(data_dir: str) -> ImageDataset:
     os.makedirs(cache_dir, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    from experiments import records  # pylint: disable=g-import-not-at-top
+    from experiments import records
     records.write_atomic(cache, buffer.getvalue())
   return ImageDataset('cifar10', num_classes=10, **arrays)
 
@@ -575,7 +575,7 @@ IMAGENET_CROP = 227
 
 
 def _tf():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the GPU.
   return tf
 
@@ -588,7 +588,7 @@ def _decode_resize(tf, encoded):
 
 
 def _load_imagenet(split: str, data_dir: str | None, seed: int | None):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
   read_config = tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None
   try:
     return tfds.load('imagenet2012', split=split, data_dir=data_dir,
@@ -712,7 +712,7 @@ class ImageNetEval:
       ds = ds.filter(mine)
     examples = (ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
-    for i, size in enumerate(sizes):
+    for i in range(len(sizes)):
       lo, hi = full_rows if i < full_batches else last_rows
       batch = [next(examples) for _ in range(hi - lo)]
       if not batch:  # this process holds only padding rows of this batch
@@ -738,7 +738,7 @@ class Pipeline:
 def make_pipeline(config) -> Pipeline:
   """The `Pipeline` of `config` (dataset, data_source, data_dir, batch sizes,
   max_eval_examples, preprocess)."""
-  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments import models
   batch, eval_batch = config.batch_size, config.eval_batch_size
   max_eval = config.get('max_eval_examples', 0) or None
   if config.dataset == 'imagenet2012':

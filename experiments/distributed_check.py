@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         row.update(compare(runs[row['layout']], runs[REFERENCE]))
         row['final_test_error'] = [r['test_error'][-1]
                                    for r in runs[row['layout']]]
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import train
   # Each row's commit is that of its runs (a layout finished earlier is
   # kept, not rerun).
   records.write_json(out, {'rows': rows, 'reference': REFERENCE,

@@ -152,8 +152,8 @@ def main(argv=None) -> int:
   parser.add_argument('--tolerance', type=float, default=3e-2)
   args = parser.parse_args(argv)
   caps = [float(c) for c in args.caps.split(',') if c]
-  from experiments import records  # pylint: disable=g-import-not-at-top
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import records
+  from experiments import train
   rows = measure(args.steps, caps, args.tolerance)
   os.makedirs(args.workdir, exist_ok=True)
   records.write_json(os.path.join(args.workdir, 'near_minimum.json'), {

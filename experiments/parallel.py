@@ -49,7 +49,7 @@ def initialize_distributed() -> None:
   try:
     jax.distributed.initialize()
   except ValueError as e:  # no cluster to read the process layout from
-    from experiments import configs  # pylint: disable=g-import-not-at-top
+    from experiments import configs
     raise configs.ConfigError(
         f'config.distributed=true, but no cluster was found to join ({e}). '
         'On one machine use python -m experiments.launch --num_processes N '
@@ -66,7 +66,7 @@ def is_writer() -> bool:
 def barrier(name: str) -> None:
   """Waits until every process got here (no-op with one process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
 
 

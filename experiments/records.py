@@ -133,7 +133,7 @@ def write_atomic(path: str, data: str | bytes) -> None:
 
 def write_figure(fig, path: str, dpi: int = 110) -> None:
   """Saves a matplotlib figure atomically (PNG by `path`'s extension)."""
-  import io  # pylint: disable=g-import-not-at-top
+  import io
   buffer = io.BytesIO()
   fig.savefig(buffer, dpi=dpi, format=os.path.splitext(path)[1][1:] or 'png')
   write_atomic(path, buffer.getvalue())

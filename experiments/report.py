@@ -36,7 +36,7 @@ def sample_std(values: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float:
   """Two-sided Welch t-test p-value (nan with fewer than 2 samples each)."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
+  from scipy import stats
   if len(a) < 2 or len(b) < 2:
     return float('nan')
   if np.std(a) == 0 and np.std(b) == 0:
@@ -144,9 +144,9 @@ def _band(ax, x, values: np.ndarray, **kwargs):
 
 def plot_curves(results: records.Results, path: str) -> None:
   """Test error and training loss vs iteration, one column per optimizer."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   grouped = results.by_method()
   groups = _base_groups(list(grouped))
   steps = np.array(results.eval_steps)
@@ -173,9 +173,9 @@ def plot_curves(results: records.Results, path: str) -> None:
 
 def plot_layer_rates(results: records.Results, path: str) -> None:
   """The eq. 9 factor of every layer over training, per method."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   grouped = results.by_method()
   methods = list(grouped)
   cols = min(3, len(methods))
@@ -282,7 +282,7 @@ def main(argv: list[str]) -> int:
       print(compare_markdown(_load(dir_a), method_a, _load(dir_b), method_b,
                              dir_a, dir_b))
     elif len(argv) == 3 and argv[1] == 'sweep':
-      from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+      from experiments import sweep as sweep_lib
       payload = sweep_lib.load(argv[2]).write_outputs()
       print(sweep_lib.best_markdown(payload), end='')
     elif len(argv) == 2:

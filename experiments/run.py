@@ -100,9 +100,9 @@ def user_errors_as_messages(fn, debug: bool = False):
   """Runs `fn`; a user error (bad config, missing data, refused workdir)
   prints one line naming the problem and returns None, without a
   traceback unless `debug`. Bugs still raise."""
-  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from experiments import workdir_lock  # pylint: disable=g-import-not-at-top
+  from experiments import data as data_lib
+  from experiments import workdir as workdir_lib
+  from experiments import workdir_lock
   try:
     return fn()
   except (configs.ConfigError, data_lib.DataError,
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
   if parsed is None:
     return 2
   args, config = parsed
-  from experiments import parallel  # pylint: disable=g-import-not-at-top
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import parallel
+  from experiments import train
   with sigterm_as_interrupt(config):
     results = user_errors_as_messages(
         lambda: train.train_and_evaluate(config, args.workdir,

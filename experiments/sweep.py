@@ -115,7 +115,7 @@ class Sweep:
         share one workdir (`--parallel`).
     """
     if config.get('distributed'):  # before anything starts JAX's backend
-      from experiments import parallel  # pylint: disable=g-import-not-at-top
+      from experiments import parallel
       parallel.initialize_distributed()
     self.methods = validate(config)
     self.train_methods = _select(self.methods, only)
@@ -125,7 +125,7 @@ class Sweep:
     config.checkpoint_every = 0
     self.pipeline = None
     if load_data:  # before the workdir is claimed: a wrong data_dir
-      from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+      from experiments import data as data_lib
       self.pipeline = data_lib.make_pipeline(config)
     self.workdir = workdir
     self.store = workdir_lib.RunStore(
@@ -140,7 +140,7 @@ class Sweep:
     return self.center[method] * 2.0 ** k
 
   def spec(self, method: Method, k: int, seed: int):
-    from experiments import train  # pylint: disable=g-import-not-at-top
+    from experiments import train
     return train.RunSpec(method, seed, self.rate(method, k))
 
   def run_of(self, method: Method, k: int, seed: int):
@@ -211,7 +211,7 @@ class Sweep:
           break
 
   def _train(self, specs) -> None:
-    from experiments import train  # pylint: disable=g-import-not-at-top
+    from experiments import train
     train.train_runs(self.config, specs, self.store, self.pipeline)
 
   def close(self) -> None:
@@ -341,7 +341,7 @@ class Sweep:
     return steps[j] - steps[i]
 
   def write_outputs(self) -> dict[str, Any]:
-    import jax  # pylint: disable=g-import-not-at-top
+    import jax
     payload = self.summary()
     if jax.process_index() == 0:  # the one writer of a multi-process sweep
       records.write_json(os.path.join(self.workdir, 'sweep.json'), payload)
@@ -353,7 +353,7 @@ class Sweep:
 
 def load(workdir: str) -> Sweep:
   """The sweep in `workdir` (its config.json), grid replayed from its runs."""
-  import json  # pylint: disable=g-import-not-at-top
+  import json
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise FileNotFoundError(f'no sweep in {workdir!r} (no config.json)')
@@ -361,7 +361,7 @@ def load(workdir: str) -> Sweep:
     saved = json.load(f)
   # Keys added to the configs after the sweep started take their defaults,
   # as when the sweep itself resumes (workdir.RunStore).
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from experiments import workdir as workdir_lib
   for key, value in workdir_lib.default_config().items():
     saved.setdefault(key, value)
   config = ml_collections.ConfigDict(saved)
@@ -373,7 +373,7 @@ def load(workdir: str) -> Sweep:
 
 
 def _method_rate(method: Method, config) -> float:
-  from experiments import solvers  # pylint: disable=g-import-not-at-top
+  from experiments import solvers
   return solvers.method_base_lr(method, config)
 
 
@@ -383,12 +383,12 @@ def _json_float(x) -> float | None:
 
 
 def _versions() -> dict[str, str]:
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import train
   return train.versions()
 
 
 def _data_identity(config) -> dict[str, Any]:
-  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  from experiments import data as data_lib
   return data_lib.identity(config)
 
 
@@ -480,9 +480,9 @@ _VARIANT_STYLES = {None: ('--', 'o'), 'layer': ('-', 's'),
 
 def plot_tuning(payload: dict[str, Any], path: str) -> None:
   """Final test error vs base learning rate (log x), mean ± std."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   grid = payload['grid']
   bases = list(dict.fromkeys(Method.parse(m).base for m, points in grid.items()
                              if points)) or ['sgd']
@@ -581,8 +581,8 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   keeps its finished runs, as a stopped sweep does) and still writes the
   outputs of what finished.
   """
-  import signal  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
+  import signal
+  import subprocess
   groups = [list(sweep.train_methods[i::workers]) for i in range(workers)]
   groups = [g for g in groups if g]
   logs = os.path.join(sweep.workdir, 'workers')
@@ -626,7 +626,7 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from experiments import run as run_lib  # pylint: disable=g-import-not-at-top
+  from experiments import run as run_lib
   argv = list(sys.argv[1:] if argv is None else argv)
   parsed = run_lib.user_errors_as_messages(lambda: run_lib.parse_args(
       'python -m experiments.sweep',

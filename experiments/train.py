@@ -432,7 +432,7 @@ class _Loop:
 
 
 def _progress(total: int):
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm.auto import tqdm
   return tqdm(total=total, unit='step', smoothing=0.05, mininterval=2.0,
               dynamic_ncols=True)
 

@@ -34,7 +34,7 @@ RESUMABLE_KEYS = frozenset({
 
 def default_config() -> dict[str, Any]:
   """Every config key at its default (base_config), as plain JSON."""
-  from experiments.configs import _common  # pylint: disable=g-import-not-at-top
+  from experiments.configs import _common
   return records.json_ready(_common.base_config().to_dict())
 
 
@@ -100,8 +100,8 @@ class RunCheckpoints:
   def __init__(self, directory: str, max_to_keep: int = 2,
                workdir: str | None = None, name: str | None = None,
                verify: bool = True):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    import orbax.checkpoint as ocp
+    from experiments import parallel
     self._ocp = ocp
     self._writer = parallel.is_writer()
     self._workdir = workdir or directory
@@ -176,7 +176,7 @@ class RunCheckpoints:
 
   def _skip_bad_checkpoints(self) -> None:
     """Process 0 checks and moves bad checkpoints aside; the others wait."""
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     if parallel.is_writer():
       for step in self._steps():
         why = self._problem(step)
@@ -210,7 +210,7 @@ class RunCheckpoints:
       faults.kill_point('checkpoint_manifest')
       if self._writer:
         self._write_manifest(step)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       if is_storage_error(e):
         # The unfinished step's temporary folder would only fill the disk.
         for partial in glob.glob(os.path.join(
@@ -222,7 +222,7 @@ class RunCheckpoints:
 
   def restore(self, like, step: int | None = None):
     """(step, state, record); arrays placed like those of the state `like`."""
-    import jax  # pylint: disable=g-import-not-at-top
+    import jax
     ocp = self._ocp
     step = self.manager.latest_step() if step is None else step
     abstract = jax.tree.map(
@@ -232,9 +232,9 @@ class RunCheckpoints:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract),
           record=ocp.args.JsonRestore()))
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Unreadable although it passed the manifest check (or had none).
-      from experiments import parallel  # pylint: disable=g-import-not-at-top
+      from experiments import parallel
       self.manager.close()
       if self._writer:
         self._move_aside(step, f'orbax cannot read it ({type(e).__name__}: '
@@ -308,7 +308,7 @@ class RunStore:
       methods: for a worker inside its parent's claim (``sweep
         --parallel``), the methods it trains: it locks only those.
     """
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise WorkdirError(f'--workdir {workdir!r} exists and is not a folder.')
     self.workdir = workdir
@@ -336,7 +336,7 @@ class RunStore:
   def _claim(self, workdir: str, config_path: str, overwrite: bool,
              resumable_keys: frozenset[str],
              finished_marker: str | None) -> None:
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     finished = bool(finished_marker) and os.path.exists(
         os.path.join(workdir, finished_marker))
     if finished and not overwrite:
@@ -405,7 +405,7 @@ class RunStore:
 
   def save_run(self, name: str, record: records.RunRecord) -> None:
     """Writes a finished run (process 0; every process has the same)."""
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     if not parallel.is_writer():
       return
     try:
@@ -420,7 +420,7 @@ class RunStore:
       return records.RunRecord.from_json(json.load(f))
 
   def write_json(self, name: str, obj: Any) -> None:
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     if not parallel.is_writer():
       return
     try:
@@ -456,10 +456,10 @@ class RunStore:
   def tensorboard(self, name: str):
     """A TensorBoard event-file writer for one run (tensorboardX); one that
     writes nothing on processes other than 0."""
-    from experiments import parallel  # pylint: disable=g-import-not-at-top
+    from experiments import parallel
     if not parallel.is_writer():
       return _NoWriter()
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import SummaryWriter
     return SummaryWriter(os.path.join(self.workdir, 'tensorboard', name))
 
 

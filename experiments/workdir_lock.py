@@ -109,7 +109,7 @@ class Lock:
           raise WorkdirBusy(
               f'{self.what} is in use by {_describe(holder)}; wait for it to '
               f'finish or stop it, or choose another --workdir (lock: '
-              f'{self.path}).')
+              f'{self.path}).') from None
         self.took_over = holder
         try:
           os.remove(self.path)

@@ -101,7 +101,7 @@ def execute(nb: nbformat.NotebookNode, cwd: str = HERE, timeout: int = 900,
             ) -> nbformat.NotebookNode:
   """Runs ``nb`` top to bottom in a fresh kernel (in place, and returns it);
   ``parameters`` replace the values of the parameters cell."""
-  from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
+  from nbclient import NotebookClient
   if parameters:
     nb = with_parameters(nb, parameters)
   NotebookClient(nb, timeout=timeout, kernel_name='python3',

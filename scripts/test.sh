@@ -6,6 +6,10 @@
 # ../shared/data) holds them and skip otherwise; LAYERLR_REQUIRE_REAL_DATA=1
 # (.ci/run) makes them required.
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+# The linter and the type checker first (seconds); configured in
+# pyproject.toml.
+ruff check --quiet . && echo "ruff: clean"
+mypy
 # Two workers (the machine's cores). Tests sharing a module-scoped fixture
 # (a reference run, the kill-anywhere check) carry one xdist_group mark and
 # stay on one worker, so the fixture runs once.

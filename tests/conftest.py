@@ -110,7 +110,7 @@ MNIST_STANDARD_NAMES = {
 def _class_images(rng, labels, size: int, channels: int):
   """Learnable toy images: class k is a bright block at its own place (and,
   with colour, its own hue) on noise."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   images = rng.integers(0, 70, (len(labels), size, size, channels))
   block = size // 4
   for i, label in enumerate(labels):
@@ -128,7 +128,7 @@ def make_mnist_dir(folder: str, num_train: int = 1200,
                    num_test: int = 300, seed: int = 0) -> str:
   """A small 10-class MNIST-format folder: 28x28 grey images, the four
   standard IDX .gz file names."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   rng = np.random.default_rng(seed)
   os.makedirs(folder, exist_ok=True)
   for split, n in (('train', num_train), ('test', num_test)):
@@ -145,11 +145,11 @@ def make_cifar_dir(folder: str, per_class_train: int = 12,
                    per_class_test: int = 4, seed: int = 0) -> str:
   """A small CIFAR-10-format folder: cifar10-jpeg.zip of
   train|test/<class>/NNNN.jpg, 32x32 RGB JPEG at quality 75."""
-  import io as io_lib  # pylint: disable=g-import-not-at-top
-  import zipfile  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  import io as io_lib
+  import zipfile
+  import numpy as np
+  from PIL import Image
+  from experiments import data as data_lib
   rng = np.random.default_rng(seed)
   os.makedirs(folder, exist_ok=True)
   with zipfile.ZipFile(os.path.join(folder, data_lib.CIFAR10_ZIP), 'w') as z:
@@ -185,7 +185,7 @@ def cifar_cache(_cifar_cache_dir, cifar_dir, monkeypatch) -> str:
   """$LAYERLR_CACHE set to one folder per test session (and worker), with
   the CIFAR-10 zip decoded into it once: tests that train on CIFAR-10 share
   the decoding (tests/test_data.py tests the decoding itself, uncached)."""
-  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  from experiments import data as data_lib
   monkeypatch.setenv('LAYERLR_CACHE', _cifar_cache_dir)
   data_lib.load('cifar10', 'local', cifar_dir)
   return _cifar_cache_dir
@@ -195,7 +195,7 @@ def cifar_cache(_cifar_cache_dir, cifar_dir, monkeypatch) -> str:
 def mnist_config(mnist_dir):
   """A factory of tiny mnist_lenet configs on the local files:
   ``mnist_config(num_steps=6, ...)``."""
-  from experiments import configs  # pylint: disable=g-import-not-at-top
+  from experiments import configs
 
   def make(**overrides):
     config = configs.get_config('mnist_lenet')
@@ -228,9 +228,9 @@ def run_module():
 def write_idx(path: str, array, compress: bool | None = None) -> str:
   """Writes a uint8 array as an IDX file (gzip-compressed when `path` ends
   in .gz, or when `compress`)."""
-  import gzip  # pylint: disable=g-import-not-at-top
-  import struct  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import gzip
+  import struct
+  import numpy as np
   array = np.asarray(array, np.uint8)
   data = (struct.pack('>HBB', 0, 8, array.ndim)
           + struct.pack(f'>{array.ndim}I', *array.shape) + array.tobytes())
@@ -248,7 +248,7 @@ def other_idx_dir(tmp_path) -> str:
   """An MNIST-format folder that is not MNIST: 12 classes of 16x16 images
   (each class a bright square at its own place, plus noise), 240 train and
   60 test examples, EMNIST-style prefixed names, one file uncompressed."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
   rng = np.random.default_rng(7)
   folder = tmp_path / 'other-idx'
   folder.mkdir()

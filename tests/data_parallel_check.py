@@ -8,7 +8,7 @@ import sys
 assert 'xla_force_host_platform_device_count=8' in os.environ.get(
     'XLA_FLAGS', '')
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 
 from experiments import configs

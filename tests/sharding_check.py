@@ -6,7 +6,7 @@ import sys
 assert 'xla_force_host_platform_device_count=8' in os.environ.get(
     'XLA_FLAGS', ''), 'run me with XLA_FLAGS=--xla_force_host_platform_device_count=8'
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 try:
   shard_map = jax.shard_map
 except AttributeError:  # jax < 0.6: the minimum-version environment
-  from jax.experimental.shard_map import shard_map  # pylint: disable=g-import-not-at-top
+  from jax.experimental.shard_map import shard_map
 
 import layerlr_optax
 

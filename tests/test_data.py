@@ -54,7 +54,7 @@ def test_the_real_mnist_is_recognised_by_its_content(real_mnist_dir,
                                                      tmp_path):
   """The paper's MNIST under other names (and uncompressed) is still the
   paper's data: the check is on the content."""
-  for key, path in data_lib.mnist_files(real_mnist_dir).items():
+  for path in data_lib.mnist_files(real_mnist_dir).values():
     write_idx(str(tmp_path / f'copy-{os.path.basename(path)[:-3]}'),
               data_lib.read_idx(path))
   config = ml_collections.ConfigDict(dict(
@@ -63,7 +63,7 @@ def test_the_real_mnist_is_recognised_by_its_content(real_mnist_dir,
 
 
 def test_ambiguous_mnist_format_folders_are_refused(other_idx_dir, tmp_path):
-  import shutil  # pylint: disable=g-import-not-at-top
+  import shutil
   # A second complete dataset with another prefix.
   for name in os.listdir(other_idx_dir):
     shutil.copy(os.path.join(other_idx_dir, name),

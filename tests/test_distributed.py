@@ -89,7 +89,7 @@ def test_slurm_srun_layout_equals_one_process(lenet_1x8, mnist_dir,
   launcher, only SLURM's variables, from which `jax.distributed.initialize()`
   finds the process id, count and coordinator (the first node of the step,
   a port from the job id). The result is the 1x8 run's."""
-  import random  # pylint: disable=g-import-not-at-top
+  import random
   workdir = tmp_path / 'slurm'
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
@@ -236,8 +236,8 @@ def _start_long_launch(mnist_dir, tmp_path, **popen_kwargs):
 def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
   """SIGTERM to the launcher (a scheduler pre-empting it) stops every
   process it started."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  import signal
+  import time
   launcher = _start_long_launch(mnist_dir, tmp_path)
   try:
     # Wait until both processes have been started.
@@ -277,7 +277,7 @@ def test_distributed_without_a_cluster_is_one_line(run_module, mnist_dir,
 
 
 def test_distributed_check_compares_every_series_of_every_seed():
-  from experiments import distributed_check  # pylint: disable=g-import-not-at-top
+  from experiments import distributed_check
   run = {'train_loss': [2.0, 1.0], 'test_error': [50.0, 20.0],
          'test_loss': [1.5, 0.5], 'layer_factors': {'a': [2.0, 3.0]}}
   other = json.loads(json.dumps(run))
@@ -290,23 +290,23 @@ def test_distributed_check_compares_every_series_of_every_seed():
 
 
 def test_launch_gives_each_process_its_ids_and_devices():
-  from experiments import launch  # pylint: disable=g-import-not-at-top
-  args, forwarded = launch._parse(  # pylint: disable=protected-access
+  from experiments import launch
+  args, forwarded = launch._parse(
       ['--num_processes=2', '--accelerators_per_process=4', '--',
        'mnist_lenet', '--workdir', 'w'])
   assert forwarded == ['mnist_lenet', '--workdir', 'w']
-  env = launch._environment(args, 1, 1234)  # pylint: disable=protected-access
+  env = launch._environment(args, 1, 1234)
   assert env['LAYERLR_PROCESS_ID'] == '1'
   assert env['LAYERLR_NUM_PROCESSES'] == '2'
   assert env['JAX_COORDINATOR_ADDRESS'] == 'localhost:1234'
   assert env['JAX_LOCAL_DEVICE_IDS'] == '4,5,6,7'
-  args, _ = launch._parse(  # pylint: disable=protected-access
+  args, _ = launch._parse(
       ['--num_processes=2', '--cpu_devices_per_process=3', '--', 'x'])
-  env = launch._environment(args, 0, 1)  # pylint: disable=protected-access
+  env = launch._environment(args, 0, 1)
   assert env['JAX_PLATFORMS'] == 'cpu'
   assert '--xla_force_host_platform_device_count=3' in env['XLA_FLAGS']
   with pytest.raises(SystemExit):
-    launch._parse(['--num_processes=2', '--cpu_devices_per_process=2',  # pylint: disable=protected-access
+    launch._parse(['--num_processes=2', '--cpu_devices_per_process=2',
                    '--accelerators_per_process=2', '--', 'x'])
 
 
@@ -315,8 +315,8 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
   """Ctrl-C in a terminal sends SIGINT to the launcher's whole process
   group: each process stops, process 0 says what was saved, the launcher
   exits 130 and leaves nothing running."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  import signal
+  import time
   launcher = _start_long_launch(mnist_dir, tmp_path, start_new_session=True)
   try:
     deadline = time.monotonic() + 180

@@ -49,7 +49,7 @@ def test_killed_anywhere_ten_times_gives_bit_identical_results(kill_check):
 
 
 def _killed_after_step_7(workdir, overrides):
-  proc = kill_anywhere._run(workdir, overrides, 'step:7')  # pylint: disable=protected-access
+  proc = kill_anywhere._run(workdir, overrides, 'step:7')
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
   steps = sorted(int(os.path.basename(p)) for p in glob.glob(
       os.path.join(workdir, 'checkpoints', 'sgd_seed0', '[0-9]*')))
@@ -74,7 +74,7 @@ def test_a_changed_latest_checkpoint_is_skipped_with_a_warning(
     chunk = f.read(16)
     f.seek(-len(chunk), os.SEEK_CUR)
     f.write(bytes(b ^ 0xFF for b in chunk))
-  proc = kill_anywhere._run(workdir, overrides, None)  # pylint: disable=protected-access
+  proc = kill_anywhere._run(workdir, overrides, None)
   assert proc.returncode == 0, proc.stderr[-3000:]
   warnings = [l for l in proc.stderr.splitlines() if l.startswith('warning')]
   assert len(warnings) == 1, proc.stderr[-3000:]

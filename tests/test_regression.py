@@ -57,8 +57,8 @@ def test_short_run_regenerates_the_committed_numbers(real_mnist_dir,
 def regenerate(why: str, data_dir: str) -> None:
   """Rewrites the golden file with the current code (its "command"), for a
   deliberate change of what these runs compute; `why` is recorded."""
-  import shlex  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
+  import shlex
+  import tempfile
   with open(GOLDEN) as f:
     golden = json.load(f)
   overrides = [a for a in shlex.split(golden['command'])
@@ -76,12 +76,12 @@ def regenerate(why: str, data_dir: str) -> None:
       runs=[{'method': r.method, 'seed': r.seed,
              **{key: getattr(r, key) for key in KEYS}}
             for r in results.runs])
-  from experiments import records  # pylint: disable=g-import-not-at-top
+  from experiments import records
   records.write_json(GOLDEN, golden)
 
 
 if __name__ == '__main__':
   # python -m tests.test_regression "WHY THE NUMBERS CHANGED" [DATA_DIR]
-  import sys  # pylint: disable=g-import-not-at-top
+  import sys
   regenerate(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else
              os.path.join(ROOT, '..', 'shared', 'data', 'mnist'))

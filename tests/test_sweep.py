@@ -248,10 +248,10 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
   """What GNU timeout or a scheduler does: SIGTERM to the whole process
   group. The parent and its workers stop as on Ctrl-C (exit 130, the
   outputs of what finished written), and the same command resumes."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  import signal
+  import subprocess
+  import sys
+  import time
   workdir = tmp_path / 'sweep'
   # Enough runs that the sweep is still training when the signal comes.
   args = ['mnist_lenet', '--workdir', str(workdir),
@@ -293,9 +293,9 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
 def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
   """scripts/prune_sweeps.sh keeps a worktree whose lock a sweep holds and
   one a process runs in; it removes the others, and nothing else."""
-  import fcntl  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
+  import fcntl
+  import shutil
+  import subprocess
   repo = tmp_path / 'repo'
   (repo / 'scripts').mkdir(parents=True)
   shutil.copy(os.path.join(ROOT, 'scripts', 'prune_sweeps.sh'),
@@ -348,10 +348,10 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
   it: both sweeps finish into $RESULTS_DIR (not this checkout's results),
   sweeps.tgz unpacks to experiments/results/<experiment>_sweep/, the
   benchmarks' JSON is in bench.tgz and code.sha256 hashes this code."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import tarfile  # pylint: disable=g-import-not-at-top
+  import hashlib
+  import subprocess
+  import sys
+  import tarfile
   del cifar_cache  # decoded once into $LAYERLR_CACHE, which the script reads
   out, results = tmp_path / 'out', tmp_path / 'results'
   ours = os.path.join(ROOT, 'experiments', 'results')

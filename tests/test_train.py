@@ -143,7 +143,7 @@ def test_any_mnist_format_folder_trains_without_the_papers_numbers(
     experiment, other_idx_dir, tmp_path):
   """Workloads 1 and 2 on an MNIST-format dataset that is not MNIST (12
   classes, 16x16): they train, and nothing compares it with the paper."""
-  from experiments import configs  # pylint: disable=g-import-not-at-top
+  from experiments import configs
   config = configs.get_config(experiment)
   config.update(dict(data_source='local', data_dir=other_idx_dir,
                      num_seeds=1, num_steps=4, eval_every=2, log_every=2,

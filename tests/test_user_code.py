@@ -429,7 +429,7 @@ def test_inject_hyperparams_without_static_args():
   out, state = update(g, state)
   np.testing.assert_allclose(out['a']['w'], want['a'][0], rtol=1e-6)
   np.testing.assert_allclose(out['b']['w'], want['b'][0], rtol=1e-6)
-  compiled = update._cache_size()  # pylint: disable=protected-access
+  compiled = update._cache_size()
   # Change the rate and the cap mid-run: same compiled program, new values.
   hyperparams = state.hyperparams
   hyperparams['learning_rate'] = hyperparams['learning_rate'] * 0 + 0.05
@@ -439,7 +439,7 @@ def test_inject_hyperparams_without_static_args():
   np.testing.assert_allclose(out['a']['w'], want['a'][0], rtol=1e-6)
   state.hyperparams['learning_rate'] = state.hyperparams['learning_rate'] * 0
   out, _ = update(g, state)
-  assert update._cache_size() == compiled  # pylint: disable=protected-access
+  assert update._cache_size() == compiled
   assert all(not np.any(leaf) for leaf in jax.tree.leaves(out))
 
 

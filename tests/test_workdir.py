@@ -83,7 +83,7 @@ def test_checkpoint_resume_is_bit_exact(mnist_config, tmp_path, monkeypatch):
                                          'nag+layer_seed0.json'))
   # Resuming verifies (hashes) each checkpoint once, not once per opening.
   checked = []
-  original_problem = workdir_lib.RunCheckpoints._problem  # pylint: disable=protected-access
+  original_problem = workdir_lib.RunCheckpoints._problem
 
   def counted_problem(self, step):
     checked.append((self.name, step))

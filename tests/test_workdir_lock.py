@@ -69,7 +69,7 @@ def test_second_command_is_refused_then_a_killed_owner_is_taken_over(
   third = _start(mnist_dir, workdir, steps=4)
   out, err = third.communicate(timeout=600)
   assert third.returncode == 0, err
-  assert f'took over --workdir' in err and f'pid {first.pid}' in err
+  assert 'took over --workdir' in err and f'pid {first.pid}' in err
   assert (workdir / 'results.json').exists()
   assert not lock.exists()  # released at the end
 

@@ -90,8 +90,8 @@ def apply_overrides(config: ml_collections.ConfigDict,
 def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
   """Checks what a user can get wrong in a config; returns its methods."""
   # Imported here so that reading configs needs neither flax nor TFDS.
-  from experiments import models  # pylint: disable=g-import-not-at-top
-  from experiments import solvers  # pylint: disable=g-import-not-at-top
+  from experiments import models
+  from experiments import solvers
   try:
     methods = parse_methods(config.methods)
   except ValueError as e:

@@ -395,7 +395,8 @@ def _per_leaf(spec: PyTree, tree: PyTree, what: str,
               is_leaf: Optional[Callable[[Any], bool]] = None) -> list[Any]:
   """Broadcasts a pytree of values (same structure or a prefix) over the
   leaves of `tree`."""
-  spec_def = jax.tree.structure(spec, is_leaf=is_leaf)
+  # Typed Any: jaxlib's PyTreeDef stub lacks flatten_up_to.
+  spec_def: Any = jax.tree.structure(spec, is_leaf=is_leaf)
   try:
     subtrees = spec_def.flatten_up_to(tree)
   except (ValueError, TypeError) as e:
@@ -453,7 +454,7 @@ def _stack_axes(stacked: StackedSpec, tree: PyTree, names: Sequence[str],
       validate_stacked(spec)
     axes = [_as_axis(a) for a in _per_leaf(spec, tree, '`stacked` axes',
                                            is_leaf=lambda x: x is None)]
-  normalised = []
+  normalised: list[Optional[int]] = []
   for axis, leaf, name in zip(axes, leaves, names):
     if axis is None:
       normalised.append(None)

@@ -219,7 +219,9 @@ class _Factors:
   """Per-layer factors of one step (plain Python; lives only while tracing)."""
 
   def __init__(self, updates: PyTree, options: Options):
-    leaves, self.treedef = jax.tree.flatten(updates)
+    leaves, treedef = jax.tree.flatten(updates)
+    # Typed Any: jaxlib's PyTreeDef stub lacks flatten_up_to/unflatten.
+    self.treedef: Any = treedef
     self.partition = options.partition(updates)
     _check_leaves(leaves, self.partition)
     self.dtype = _accumulation_dtype(leaves, self.partition)
