@@ -17,7 +17,7 @@ import optax
 
 import layerlr_optax
 from benchmarks import trees
-from experiments import records  # the project's one atomic writer
+from experiments.lib import fileio
 
 
 def device_info() -> dict[str, str]:
@@ -54,7 +54,7 @@ def write_json(path: str | None, payload: dict) -> None:
   if not path:
     return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  records.write_atomic(path, json.dumps(payload, indent=1))
+  fileio.write_atomic(path, json.dumps(payload, indent=1))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:

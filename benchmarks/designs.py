@@ -46,8 +46,7 @@ def _partition(grads):
   default 'module' mode forms them (`layerlr_optax.layer_partition`)."""
   part = layerlr_optax.layer_partition(grads)
   index = {leaf: i for i, leaves in enumerate(part.values()) for leaf in leaves}
-  names = ['/'.join(str(k.key) for k in path)
-           for path, _ in jax.tree_util.tree_flatten_with_path(grads)[0]]
+  names = layerlr_optax.layer_partition(grads, layers='leaf')
   return [index[n] for n in names], len(part)
 
 

@@ -37,7 +37,7 @@ MODELS = {
 
 
 def build_model(name: str):
-  from experiments import models
+  from experiments.lib import models
   return models.MODELS[name]()
 
 
@@ -142,9 +142,9 @@ def main(argv=None) -> int:
   for bad in [n for n in names if n not in MODELS]:
     parser.error(f'unknown model {bad!r}')
   if 'alexnet' in names:
-    from experiments import models
+    from experiments.lib import models
     if 'alexnet' not in models.MODELS:
-      parser.error('the alexnet model is not available in experiments.models')
+      parser.error('the alexnet model is not available in experiments.lib.models')
   repeats = args.repeats or (8 if args.quick else 40)
   min_seconds = 0.0 if args.quick else 3.0
   cases = []

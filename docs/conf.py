@@ -1,4 +1,4 @@
-"""Sphinx configuration: the API reference and the notebooks (not executed).
+"""Sphinx configuration: getting started, guides, results, API, notebooks.
 
 Build: ``sphinx-build -W -b html docs docs/_build/html`` (the test suite
 does this with warnings as errors, tests/test_packaging.py).
@@ -23,8 +23,37 @@ extensions = [
     'sphinx.ext.napoleon',      # Google-style Args:/Returns: as in optax
     'sphinx.ext.mathjax',       # the docstrings' math
     'sphinx.ext.viewcode',
+    'sphinx.ext.intersphinx',   # optax.sgd, jax.Array, ... as links
     'myst_nb',                  # Markdown pages and the notebooks
 ]
+# Each project's inventory online (Read the Docs), else the small local one
+# in docs/_inventories/ (written by docs/inventories.py for the names these
+# pages use), so the offline build with -W links them too.
+_INVENTORIES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            '_inventories')
+intersphinx_mapping = {
+    name: (url, (None, os.path.join(_INVENTORIES, f'{name}.inv')))
+    for name, url in (
+        ('optax', 'https://optax.readthedocs.io/en/latest/'),
+        ('jax', 'https://docs.jax.dev/en/latest/'),
+        ('flax', 'https://flax.readthedocs.io/en/latest/'),
+        ('python', 'https://docs.python.org/3/'),
+    )
+}
+intersphinx_timeout = 5
+# Signatures name the aliases instead of expanding their unions.
+autodoc_type_aliases = {
+    'LayersSpec': 'layerlr_optax.LayersSpec',
+    'layers_lib.LayersSpec': 'layerlr_optax.LayersSpec',
+    'ExcludeSpec': 'layerlr_optax.ExcludeSpec',
+    'layers_lib.ExcludeSpec': 'layerlr_optax.ExcludeSpec',
+    'StackedSpec': 'layerlr_optax.StackedSpec',
+    'layers_lib.StackedSpec': 'layerlr_optax.StackedSpec',
+    'MaxFactor': 'layerlr_optax.MaxFactor',
+    'transform.MaxFactor': 'layerlr_optax.MaxFactor',
+    'PyTree': 'layerlr_optax._src.transform.PyTree',
+    'optax.ScalarOrSchedule': 'optax.ScalarOrSchedule',
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 autodoc_member_order = 'bysource'
@@ -34,12 +63,13 @@ default_role = 'py:obj'
 
 # Notebooks are rendered with their committed outputs, never executed here.
 nb_execution_mode = 'off'
-myst_enable_extensions = ['dollarmath']
+myst_enable_extensions = ['dollarmath', 'amsmath']
 myst_heading_anchors = 3
 
 html_theme = 'sphinx_book_theme'
 html_title = 'layerlr-optax'
-exclude_patterns = ['_build', 'PAPER.md', 'paper-excerpt.txt', '**.ipynb_checkpoints']
+exclude_patterns = ['_build', 'PAPER.md', 'paper-excerpt.txt', '_inventories',
+                    '**.ipynb_checkpoints']
 suppress_warnings = ['myst.header']
 
 # The notebooks live in notebooks/ (where Colab opens them); Sphinx reads its

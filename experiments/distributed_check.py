@@ -24,7 +24,8 @@ import os
 import subprocess
 import sys
 
-from experiments import records
+from experiments.lib import fileio
+from experiments.lib import provenance
 
 WORKLOADS = {
     'lenet': ['mnist_lenet', '--config.num_steps=24', '--config.eval_every=12',
@@ -149,11 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         row.update(compare(runs[row['layout']], runs[REFERENCE]))
         row['final_test_error'] = [r['test_error'][-1]
                                    for r in runs[row['layout']]]
-  from experiments import train
   # Each row's commit is that of its runs (a layout finished earlier is
   # kept, not rerun).
-  records.write_json(out, {'rows': rows, 'reference': REFERENCE,
-                           'versions': train.versions()})
+  fileio.write_json(out, {'rows': rows, 'reference': REFERENCE,
+                           'versions': provenance.versions()})
   lines = ['| workload | processes x devices | final test error (%) | '
            f'bit-identical to {REFERENCE} | largest relative difference |',
            '|---|---|---|---|---|']
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                  f'{"yes" if row["identical"] else "no"} | '
                  f'{row["max_relative_difference"]:.1e} |')
   table = '\n'.join(lines) + '\n'
-  records.write_atomic(os.path.join(results_dir, 'table.md'), table)
+  fileio.write_atomic(os.path.join(results_dir, 'table.md'), table)
   print(table)
   return 0
 

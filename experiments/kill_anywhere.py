@@ -5,7 +5,7 @@
 
 Trains a small `mnist_lenet` configuration (two methods, frequent
 checkpoints) once without interruption, then again in a second folder where
-every process is SIGKILLed at a different point (`experiments.faults`):
+every process is SIGKILLed at a different point (`experiments.lib.faults`):
 between steps, in the middle of an orbax checkpoint write, between a finished
 checkpoint and its integrity manifest, and in the middle of a finished run's
 JSON write. After each kill the same command is started again, as a user (or
@@ -26,8 +26,9 @@ import subprocess
 import sys
 import time
 
-from experiments import faults
-from experiments import records
+from experiments.lib import fileio
+from experiments.lib import provenance
+from experiments.lib import faults
 
 # Kill schedules, cycled: (point, N-th passage in that process).
 SCHEDULE = (('step', 3), ('checkpoint_write', 1), ('step', 7),
@@ -131,10 +132,10 @@ def check(workdir: str, kills: int, overrides: list[str]) -> dict:
                                 if expected.get(k) != got.get(k)),
       'events': events,
       'seconds': time.perf_counter() - start,
-      'commit': records.git_commit(os.path.dirname(os.path.abspath(
+      'commit': provenance.git_commit(os.path.dirname(os.path.abspath(
           __file__))),
   }
-  records.write_json(os.path.join(workdir, 'kill_anywhere.json'), report)
+  fileio.write_json(os.path.join(workdir, 'kill_anywhere.json'), report)
   return report
 
 

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from experiments import parallel
+from experiments.lib import parallel
 
 MODULES = {'run': 'experiments.run', 'sweep': 'experiments.sweep'}
 

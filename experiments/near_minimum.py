@@ -32,6 +32,8 @@ import numpy as np
 import optax
 
 import layerlr_optax
+from experiments.lib import fileio
+from experiments.lib import provenance
 
 # The parabola's curvatures: a well-conditioned and a stiff direction.
 CURVATURES = jnp.array([1.0, 10.0, 100.0])
@@ -152,16 +154,14 @@ def main(argv=None) -> int:
   parser.add_argument('--tolerance', type=float, default=3e-2)
   args = parser.parse_args(argv)
   caps = [float(c) for c in args.caps.split(',') if c]
-  from experiments import records
-  from experiments import train
   rows = measure(args.steps, caps, args.tolerance)
   os.makedirs(args.workdir, exist_ok=True)
-  records.write_json(os.path.join(args.workdir, 'near_minimum.json'), {
+  fileio.write_json(os.path.join(args.workdir, 'near_minimum.json'), {
       'experiment': 'near_minimum', 'steps': args.steps,
       'tolerance': args.tolerance, 'caps': caps, 'rows': rows,
-      'versions': train.versions(), 'commit': train.code_commit()})
+      'versions': provenance.versions(), 'commit': provenance.code_commit()})
   table = markdown(rows, args.tolerance, args.steps)
-  records.write_atomic(os.path.join(args.workdir, 'near_minimum.md'), table)
+  fileio.write_atomic(os.path.join(args.workdir, 'near_minimum.md'), table)
   print(table)
   return 0
 

@@ -1,296 +1,79 @@
-"""Tables and plots from results.json (``python -m experiments.report DIR``),
-and one method of one run against one of another (``... compare``).
+"""Entry point: tables and plots from finished (or running) experiments.
 
-Spread is always the sample standard deviation (ddof=1) over seeds, in tables
-and plot bands alike; with a single seed it is not defined and shows as n/a
-(no band).
+  python -m experiments.report WORKDIR
+      re-makes table.md, curves.png and layer_rates.png from
+      WORKDIR/results.json;
+  python -m experiments.report compare WORKDIR_A METHOD_A WORKDIR_B METHOD_B
+      prints the test error of METHOD_A in WORKDIR_A against METHOD_B in
+      WORKDIR_B, per evaluation;
+  python -m experiments.report sweep SWEEP_DIR
+      re-makes sweep.json, best.md and tuning.png of a learning-rate sweep
+      (also an unfinished or running one) from its runs, and prints best.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-import warnings
-from collections.abc import Sequence
 
-import numpy as np
-
-from experiments import records
-from experiments.methods import Method
-from experiments.methods import comparisons
-
-
-def _stack(runs: Sequence[records.RunRecord], key: str) -> np.ndarray:
-  """(seeds, evaluations) float array; None (after divergence) is nan."""
-  return np.array([[np.nan if v is None else v for v in getattr(r, key)]
-                   for r in runs], dtype=np.float64)
-
-
-def sample_std(values: np.ndarray, axis: int = 0) -> np.ndarray:
-  """The sample std over `axis`; nan where fewer than 2 values."""
-  values = np.asarray(values, np.float64)
-  if values.shape[axis] < 2:
-    return np.full(np.delete(values.shape, axis), np.nan)
-  return values.std(axis=axis, ddof=1)
-
-
-def welch_p(a: np.ndarray, b: np.ndarray) -> float:
-  """Two-sided Welch t-test p-value (nan with fewer than 2 samples each)."""
-  from scipy import stats
-  if len(a) < 2 or len(b) < 2:
-    return float('nan')
-  if np.std(a) == 0 and np.std(b) == 0:
-    return 1.0 if np.mean(a) == np.mean(b) else 0.0
-  with warnings.catch_warnings():
-    # Seeds with the same error (often, at 0.01-point resolution) make scipy
-    # warn about its variance estimate; the test stays valid (a one-sample
-    # test against the other group), so the warning is only noise here.
-    warnings.filterwarnings('ignore', 'Precision loss occurred',
-                            RuntimeWarning)
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def fmt(mean: float, std: float) -> str:
-  """``mean ± std``; ``mean ± n/a`` when the std is undefined (one seed)."""
-  spread = 'n/a' if np.isnan(std) else f'{std:.2f}'
-  return f'{mean:.2f} ± {spread}'
-
-
-def _fmt_p(p: float) -> str:
-  return 'n/a' if np.isnan(p) else f'{p:.3f}'
-
-
-def table_markdown(results: records.Results) -> str:
-  """The paper's Table I layout, ours beside the paper's, plus Welch tests."""
-  grouped = results.by_method()
-  methods = list(grouped)
-  steps = results.eval_steps
-  paper = results.config.get('paper_table') or {}
-  note = 'Cells: ours, then (paper) where the paper reports that cell.'
-  if not paper:
-    note = 'The paper reports no numbers for this experiment.'
-  elif results.data is not None and not results.data['paper_data']:
-    paper = {}
-    note = ("The paper's numbers are not shown: this run's data is not the "
-            f"paper's ({results.data['source']} {results.data['dataset']} "
-            'whose content does not match the original release).')
-  lines = [
-      f'# {results.experiment}: test error (%), mean ± std over seeds',
-      '',
-      'Seeds per method: ' + ', '.join(f'{m} {len(r)}'
-                                       for m, r in grouped.items())
-      + '. ' + note,
-      '',
-      '| iteration | ' + ' | '.join(methods) + ' |',
-      '|---|' + '---|' * len(methods),
-  ]
-  errors = {m: _stack(r, 'test_error') for m, r in grouped.items()}
-  for i, step in enumerate(steps):
-    cells = []
-    for m in methods:
-      cell = fmt(errors[m][:, i].mean(), sample_std(errors[m][:, i]))
-      ref = paper.get(m, {}).get(str(step))
-      if ref:
-        cell += f' ({fmt(*ref)})'
-      cells.append(cell)
-    lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
-  pair_list = [(a.name, b.name) for a, b in comparisons(
-      [Method.parse(m) for m in methods])]
-  if pair_list:
-    lines += [
-        '',
-        '## Does the variant lower the test error? (Welch t-test, two-sided)',
-        '',
-        'Δ = mean(method+variant) − mean(method), in percentage points; '
-        'negative favours the variant.' +
-        (' Paper Δ in parentheses.' if paper else ''),
-        '',
-        '| iteration | ' + ' | '.join(
-            f'{b}: Δ, p' + (' (paper Δ)' if paper else '')
-            for _, b in pair_list) + ' |',
-        '|---|' + '---|' * len(pair_list),
-    ]
-    for i, step in enumerate(steps):
-      cells = []
-      for base, variant in pair_list:
-        a, b = errors[variant][:, i], errors[base][:, i]
-        cell = f'{a.mean() - b.mean():+.2f}, p={_fmt_p(welch_p(a, b))}'
-        pa, pb = (paper.get(variant, {}).get(str(step)),
-                  paper.get(base, {}).get(str(step)))
-        if pa and pb:
-          cell += f' ({pa[0] - pb[0]:+.2f})'
-        cells.append(cell)
-      lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
-
-
-def _base_groups(methods: Sequence[str]) -> list[list[str]]:
-  groups: dict[str, list[str]] = {}
-  for m in methods:
-    groups.setdefault(Method.parse(m).base, []).append(m)
-  return list(groups.values())
-
-
-def _band(ax, x, values: np.ndarray, **kwargs):
-  """Mean line and ± sample-std band (no band with one seed)."""
-  mean = values.mean(0)
-  line, = ax.plot(x, mean, **kwargs)
-  std = sample_std(values)
-  if not np.all(np.isnan(std)):
-    ax.fill_between(x, mean - std, mean + std, alpha=0.2,
-                    color=line.get_color())
-  return line
-
-
-def plot_curves(results: records.Results, path: str) -> None:
-  """Test error and training loss vs iteration, one column per optimizer."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  grouped = results.by_method()
-  groups = _base_groups(list(grouped))
-  steps = np.array(results.eval_steps)
-  fig, axes = plt.subplots(2, len(groups), figsize=(4.2 * len(groups), 6.4),
-                           squeeze=False, sharex=True)
-  for col, group in enumerate(groups):
-    for method in group:
-      for row, key in enumerate(('test_error', 'train_loss')):
-        _band(axes[row, col], steps, _stack(grouped[method], key),
-              label=method,
-              linestyle='--' if Method.parse(method).variant is None else '-')
-    axes[0, col].set_title(' vs '.join(group))
-    axes[0, col].set_ylabel('test error (%)')
-    axes[1, col].set_ylabel('training loss')
-    axes[1, col].set_xlabel('iteration')
-    axes[0, col].set_yscale('log')
-    axes[1, col].set_yscale('log')
-    axes[0, col].legend()
-  fig.suptitle(f'{results.experiment}: mean ± std over seeds')
-  fig.tight_layout()
-  records.write_figure(fig, path)
-  plt.close(fig)
-
-
-def plot_layer_rates(results: records.Results, path: str) -> None:
-  """The eq. 9 factor of every layer over training, per method."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  grouped = results.by_method()
-  methods = list(grouped)
-  cols = min(3, len(methods))
-  rows = -(-len(methods) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows),
-                           squeeze=False, sharey=True)
-  for ax, method in zip(axes.flat, methods):
-    runs = [r for r in grouped[method] if r.diverged_at is None]
-    if not runs:
-      ax.set_title(f'{method} (every seed diverged)', fontsize=10)
-      continue
-    steps = runs[0].factor_steps
-    for layer in runs[0].layer_factors:
-      values = np.array([r.layer_factors[layer] for r in runs])
-      ax.plot(steps, values.mean(0), label=layer)
-      ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
-    applied = ('applied' if Method.parse(method).applies_factor
-               else 'not applied')
-    ax.set_title(f'{method} (factor {applied})', fontsize=10)
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('1 + log(1 + 1/||g_l||)')
-    ax.legend(fontsize=7)
-  for ax in list(axes.flat)[len(methods):]:
-    ax.axis('off')
-  fig.suptitle('Per-layer learning-rate factor (mean over seeds, band = '
-               'min..max)')
-  fig.tight_layout()
-  records.write_figure(fig, path)
-  plt.close(fig)
-
-
-OUTPUTS = ('table.md', 'curves.png', 'layer_rates.png')
-
-
-def write_all(results: records.Results, workdir: str) -> list[str]:
-  """Writes `OUTPUTS` into `workdir`; returns their paths."""
-  paths = [os.path.join(workdir, name) for name in OUTPUTS]
-  records.write_atomic(paths[0], table_markdown(results))
-  plot_curves(results, paths[1])
-  plot_layer_rates(results, paths[2])
-  return paths
-
-
-def compare_markdown(a: records.Results, method_a: str, b: records.Results,
-                     method_b: str, label_a: str, label_b: str) -> str:
-  """Test error of one method of run `a` against one of run `b`, per eval."""
-  runs_a, runs_b = a.by_method().get(method_a), b.by_method().get(method_b)
-  if not runs_a or not runs_b:
-    raise ValueError(f'no runs of {method_a!r} in {label_a} or of '
-                     f'{method_b!r} in {label_b}.')
-  if a.eval_steps != b.eval_steps:
-    raise ValueError(f'{label_a} and {label_b} evaluated at different steps.')
-  err_a, err_b = _stack(runs_a, 'test_error'), _stack(runs_b, 'test_error')
-  rows = [f'| {step} | {fmt(x.mean(), sample_std(x))} | '
-          f'{fmt(y.mean(), sample_std(y))} | {x.mean() - y.mean():+.2f} | '
-          f'{_fmt_p(welch_p(x, y))} |'
-          for step, x, y in zip(a.eval_steps, err_a.T, err_b.T)]
-  lines = [
-      f'Test error (%), {method_a} in {label_a} ({len(runs_a)} seeds) vs '
-      f'{method_b} in {label_b} ({len(runs_b)} seeds); Welch two-sided p.',
-      '',
-      f'| iteration | {method_a} | {method_b} | Δ | p |',
-      '|---|---|---|---|---|', *rows]
-  for method, runs in ((method_a, runs_a), (method_b, runs_b)):
-    if Method.parse(method).applies_factor:
-      lines += ['', f'{method}: layer factor (mean over layers and seeds) '
-                + factor_summary(runs)]
-  return '\n'.join(lines)
-
-
-def factor_summary(runs: Sequence[records.RunRecord]) -> str:
-  """Mean factor overall, over the first and the last fifth of training."""
-  # (seeds, layers, logged steps) -> (logged steps,)
-  per_step = np.array([list(r.layer_factors.values()) for r in runs],
-                      dtype=np.float64).mean(axis=(0, 1))
-  fifth = max(1, len(per_step) // 5)
-  return (f'{per_step.mean():.2f} overall, {per_step[:fifth].mean():.2f} in '
-          f'the first fifth of training, {per_step[-fifth:].mean():.2f} in '
-          'the last.')
+from experiments.analysis import results as results_lib
+from experiments.analysis import sweeps as sweeps_lib
+from experiments.lib import records
 
 
 def _load(workdir: str) -> records.Results:
   return records.load_results(os.path.join(workdir, 'results.json'))
 
 
-USAGE = ('usage: python -m experiments.report WORKDIR\n'
-         '       python -m experiments.report compare WORKDIR_A METHOD_A '
-         'WORKDIR_B METHOD_B\n'
-         '       python -m experiments.report sweep SWEEP_DIR\n\n'
-         'WORKDIR: re-makes table.md, curves.png and layer_rates.png from '
-         'WORKDIR/results.json.\ncompare: prints the test error of METHOD_A '
-         'in WORKDIR_A against METHOD_B in WORKDIR_B, per evaluation.\n'
-         'sweep: re-makes sweep.json, best.md and tuning.png of a learning-rate '
-         'sweep (also an unfinished one) from its runs, and prints best.md.')
+def _results(args) -> None:
+  for path in results_lib.write_all(_load(args.workdir), args.workdir):
+    print(f'wrote {path}')
+
+
+def _compare(args) -> None:
+  print(results_lib.compare_markdown(
+      _load(args.workdir_a), args.method_a, _load(args.workdir_b),
+      args.method_b, args.workdir_a, args.workdir_b))
+
+
+def _sweep(args) -> None:
+  payload = sweeps_lib.summary(sweeps_lib.load(args.sweep_dir))
+  sweeps_lib.write_outputs(payload, args.sweep_dir)
+  print(sweeps_lib.best_markdown(payload), end='')
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m experiments.report', description=__doc__.split('\n')[0],
+      epilog='\n'.join(__doc__.split('\n')[2:]),
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest='command', required=True)
+  results = commands.add_parser('results', help='tables and plots of a run')
+  results.add_argument('workdir')
+  results.set_defaults(handler=_results)
+  compare = commands.add_parser('compare', help='one method against another')
+  for name in ('workdir_a', 'method_a', 'workdir_b', 'method_b'):
+    compare.add_argument(name)
+  compare.set_defaults(handler=_compare)
+  sweep = commands.add_parser('sweep', help="a sweep's outputs from its runs")
+  sweep.add_argument('sweep_dir')
+  sweep.set_defaults(handler=_sweep)
+  return parser
 
 
 def main(argv: list[str]) -> int:
-  if len(argv) == 2 and argv[1] in ('-h', '--help'):
-    print(USAGE)
-    return 0
+  args = list(argv[1:])
+  # `report WORKDIR` (no subcommand) is the results of one experiment.
+  if args and args[0] not in ('results', 'compare', 'sweep', '-h', '--help'):
+    args.insert(0, 'results')
+  parser = _parser()
   try:
-    if len(argv) == 6 and argv[1] == 'compare':
-      _, _, dir_a, method_a, dir_b, method_b = argv
-      print(compare_markdown(_load(dir_a), method_a, _load(dir_b), method_b,
-                             dir_a, dir_b))
-    elif len(argv) == 3 and argv[1] == 'sweep':
-      from experiments import sweep as sweep_lib
-      payload = sweep_lib.load(argv[2]).write_outputs()
-      print(sweep_lib.best_markdown(payload), end='')
-    elif len(argv) == 2:
-      for path in write_all(_load(argv[1]), argv[1]):
-        print(f'wrote {path}')
-    else:
-      print(USAGE, file=sys.stderr)
-      return 2
+    parsed = parser.parse_args(args)
+  except SystemExit as e:
+    return int(e.code or 0)
+  try:
+    parsed.handler(parsed)
   except (FileNotFoundError, ValueError) as e:
     print(e, file=sys.stderr)
     return 1

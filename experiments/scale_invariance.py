@@ -28,13 +28,14 @@ import numpy as np
 import optax
 
 import layerlr_optax
+from experiments.lib import fileio
+from experiments.lib import provenance
 from experiments import configs
-from experiments import data as data_lib
-from experiments import models
-from experiments import parallel
-from experiments import records
-from experiments import train
-from experiments.methods import Method
+from experiments.lib import data as data_lib
+from experiments.lib import models
+from experiments.lib import parallel
+from experiments.lib import train
+from experiments.lib.methods import Method
 
 
 def measure(config, batch_size: int, mid_step: int,
@@ -118,12 +119,12 @@ def main(argv=None) -> int:
   payload = {'experiment': 'scale_invariance', 'model': config.model,
              'solver': 'sgd (factor observed, not applied)',
              'mid_step': args.mid_step, 'batches_averaged': args.batches,
-             'rows': rows, 'config': records.json_ready(config.to_dict()),
-             'versions': train.versions(), 'commit': train.code_commit(),
+             'rows': rows, 'config': fileio.json_ready(config.to_dict()),
+             'versions': provenance.versions(), 'commit': provenance.code_commit(),
              'data': data_lib.identity(config)}
-  records.write_json(os.path.join(args.workdir, 'factors.json'), payload)
+  fileio.write_json(os.path.join(args.workdir, 'factors.json'), payload)
   table = markdown(rows)
-  records.write_atomic(os.path.join(args.workdir, 'factors.md'), table)
+  fileio.write_atomic(os.path.join(args.workdir, 'factors.md'), table)
   print(table)
   return 0
 

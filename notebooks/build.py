@@ -20,7 +20,7 @@ import sys
 
 import nbformat
 
-from experiments import records  # the project's one atomic writer
+from experiments.lib import fileio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, 'src')
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
     print(f'building and executing {name} ...', flush=True)
     nb = execute(build(name))
     path = os.path.join(HERE, f'{name}.ipynb')
-    records.write_atomic(path, nbformat.writes(nb))
+    fileio.write_atomic(path, nbformat.writes(nb))
     print(f'wrote {path}')
   return 0
 

@@ -20,7 +20,7 @@
 # (default experiments/results) is where the sweeps live; sweeps.tgz names
 # them experiments/results/<experiment>_sweep/ wherever they live. Uses the
 # `python` on PATH if it already has what the experiments need (e.g. a GPU
-# image), else ./.venv (CPU jax). tests/test_sweep.py rehearses the whole
+# image), else ./.venv (CPU jax). tests/experiments/test_sweep.py rehearses the whole
 # script on CPU.
 set -uo pipefail
 out="${1:?usage: bash scripts/accelerator_sweeps.sh OUT_DIR SECONDS [CIFAR10_DIR] [MNIST_DIR]}"
@@ -61,7 +61,7 @@ snapshot() {
 }
 
 # Decode CIFAR-10's JPEGs once (cached) before the workers start.
-python -c "from experiments import data; import sys
+python -c "from experiments.lib import data; import sys
 d = data.load('cifar10', 'local', sys.argv[1]); print('cifar10', d.train_images.shape)" "$cifar"
 left=$(( sweep_end - $(date +%s) ))
 echo "sweeps: ${left}s"

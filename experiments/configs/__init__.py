@@ -9,10 +9,12 @@ import pkgutil
 
 import ml_collections
 
-from experiments.methods import Method
-from experiments.methods import parse_methods
+from experiments.lib.methods import Method
+from experiments.lib.methods import parse_methods
+from experiments.lib import models
+from experiments.lib import solvers
+from experiments.lib.solvers import LR_POLICIES
 
-LR_POLICIES = ('fixed', 'inv', 'step', 'multistep')
 DATA_SOURCES = ('tfds', 'local', 'synthetic')
 PARAM_SHARDINGS = ('replicated', 'fsdp')
 SEED_PARALLELISM = ('auto', 'vmap', 'sequential')
@@ -90,8 +92,6 @@ def apply_overrides(config: ml_collections.ConfigDict,
 def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
   """Checks what a user can get wrong in a config; returns its methods."""
   # Imported here so that reading configs needs neither flax nor TFDS.
-  from experiments import models
-  from experiments import solvers
   try:
     methods = parse_methods(config.methods)
   except ValueError as e:

@@ -10,7 +10,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ''
   config.preprocess = 'scale'
 
-  # BASE or BASE+VARIANT, comma-separated (experiments/methods.py).
+  # BASE or BASE+VARIANT, comma-separated (experiments/lib/methods.py).
   config.methods = 'sgd,sgd+layer'
   config.num_seeds = 1
   config.seed_offset = 0
@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 0: the whole evaluation split; N: a fixed random subset of N examples.
   config.max_eval_examples = 0
 
-  # Caffe solver (experiments/solvers.py).
+  # Caffe solver (experiments/lib/solvers.py).
   config.base_lr = 0.01
   config.method_base_lr = ml_collections.ConfigDict(
       {'adam': 0.001, 'lars': 1.0, 'lamb': 0.001})
@@ -55,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Scale: data-parallel over all visible devices.
   config.param_sharding = 'replicated'  # | 'fsdp'
   # Seeds of a method: 'auto' (sequential on CPU, one vmapped program on
-  # GPU/TPU; see experiments.train.seeds_vmapped) | 'vmap' | 'sequential'.
+  # GPU/TPU; see experiments.lib.parallel.seeds_vmapped) | 'vmap' | 'sequential'.
   config.seed_parallelism = 'auto'
   config.max_vmapped_seeds = 0  # seeds per vmapped program; 0 = all
   config.distributed = False  # jax.distributed.initialize() (multi-host)

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = _common.base_config()
   config.experiment = 'mnist_deep_mlp'
   config.dataset = 'mnist'
-  # mlp{5,10,20}_{sigmoid,tanh} are available (experiments/models.py).
+  # mlp{5,10,20}_{sigmoid,tanh} are available (experiments/lib/models.py).
   config.model = 'mlp20_tanh'
   config.preprocess = 'scale'
 

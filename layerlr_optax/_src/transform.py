@@ -54,6 +54,8 @@ def layer_factor(norm: jax.typing.ArrayLike) -> jax.Array:
     >>> import layerlr_optax
     >>> print(f"{float(layerlr_optax.layer_factor(1.0)):.4f}")
     1.6931
+    >>> print(f"{float(layerlr_optax.layer_factor(0.0)):.1f}")  # the largest
+    44.7
   """
   norm = jnp.asarray(norm)
   dtype = jnp.promote_types(norm.dtype, jnp.float32)

@@ -41,8 +41,8 @@ import numpy as np
 import optax
 
 import layerlr_optax
-from experiments import data as data_lib
-from experiments import models
+from experiments.lib import data as data_lib
+from experiments.lib import models
 
 print('jax', jax.__version__, 'on', jax.default_backend())
 

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 import layerlr_optax
-from experiments import data as data_lib
+from experiments.lib import data as data_lib
 
 LOCAL_MNIST = os.path.abspath(os.path.join('..', '..', 'shared', 'data',
                                            'mnist'))

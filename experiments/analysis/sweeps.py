@@ -1,0 +1,308 @@
+"""A sweep's outputs from its runs: sweep.json (`summary`), best.md
+(`best_markdown`) and tuning.png (`plot_tuning`); `load` rebuilds the grid of
+a sweep (also an unfinished or running one) from its files alone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from experiments.analysis import results
+from experiments.lib import data as data_lib
+from experiments.lib import fileio
+from experiments.lib import grid as grid_lib
+from experiments.lib import provenance
+from experiments.lib import records
+from experiments.lib import stats
+from experiments.lib import workdir as workdir_lib
+from experiments.lib.methods import Method
+
+OUTPUTS = ('sweep.json', 'best.md', 'tuning.png', 'grid.md')
+
+
+def summary(grid: grid_lib.Grid) -> dict[str, Any]:
+  """The sweep.json payload from the runs finished so far."""
+  config = grid.config
+  sweep = config.sweep
+  grid_seeds = list(range(sweep.grid_seeds))
+  runs, points, best, commits = [], {}, {}, set()
+  platforms: dict[tuple[str, str], int] = {}
+  for m in grid.methods:
+    points[m.name] = []
+    for k in grid.log2_steps[m]:
+      for seed in range(sweep.best_seeds):
+        run = grid.run_of(m, k, seed)
+        if run is None:
+          continue
+        commits.add(run.commit)
+        platform = (run.device or 'not recorded',
+                    provenance.versions_text(run.versions))
+        platforms[platform] = platforms.get(platform, 0) + 1
+        runs.append({'method': m.name, 'base_lr': run.base_lr,
+                     'seed': seed, 'test_error': run.test_error,
+                     'train_loss': run.train_loss,
+                     'diverged_at': run.diverged_at,
+                     'commit': run.commit})
+      point = grid.point(m, k, grid_seeds)
+      if point.seeds:
+        points[m.name].append({'base_lr': grid.rate(m, k), 'log2_step': k,
+                               'mean': _json_float(point.mean),
+                               'std': _json_float(point.std),
+                               'seeds': point.seeds,
+                               'diverged': point.diverged})
+    k_best = grid.best_step(m, grid_seeds)
+    if k_best is None:
+      continue
+    seeds = [s for s in range(sweep.best_seeds)
+             if grid.run_of(m, k_best, s) is not None]
+    chosen = [grid.run_of(m, k_best, s) for s in seeds]
+    finals = np.array([grid_lib.final_error(r) for r in chosen])
+    losses = np.array([r.train_loss[-1] for r in chosen], dtype=float)
+    steps = grid.log2_steps[m]
+    best[m.name] = {
+        'base_lr': grid.rate(m, k_best), 'log2_step': k_best,
+        'seeds': len(seeds), 'mean': _json_float(finals.mean()),
+        'std': _json_float(stats.sample_std(finals)),
+        'final_errors': [_json_float(f) for f in finals],
+        'train_loss_mean': _json_float(losses.mean()),
+        'train_loss_std': _json_float(stats.sample_std(losses)),
+        'interior': all(k in steps and grid.point(m, k, grid_seeds).seeds
+                        for k in (k_best - 1, k_best + 1)),
+        'robust_width_log2': grid.robust_width(m, grid_seeds),
+    }
+  return {
+      'experiment': config.experiment,
+      'metric': grid_lib.METRIC,
+      'grid_seeds': sweep.grid_seeds,
+      'best_seeds': sweep.best_seeds,
+      'tolerance': sweep.tolerance,
+      'eval_steps': list(range(config.eval_every,
+                               config.num_steps + 1,
+                               config.eval_every)),
+      'runs': runs,
+      'grid': points,
+      'best': best,
+      'config': fileio.json_ready(config.to_dict()),
+      'versions': provenance.versions(),
+      # Where the runs were trained (the versions above are this file's
+      # writer's): device, software and how many runs, per platform.
+      'run_platforms': [{'device': d, 'versions': v, 'runs': n}
+                        for (d, v), n in sorted(platforms.items())],
+      'commit': sorted(commits, key=str)[0] if len(commits) == 1
+                else sorted(str(c) for c in commits),
+      'data': data_lib.identity(config),
+  }
+
+
+def write_outputs(payload: dict[str, Any], workdir: str) -> None:
+  """Writes `OUTPUTS` of `payload` into `workdir`."""
+  fileio.write_json(os.path.join(workdir, 'sweep.json'), payload)
+  fileio.write_atomic(os.path.join(workdir, 'best.md'),
+                      best_markdown(payload))
+  plot_tuning(payload, os.path.join(workdir, 'tuning.png'))
+  fileio.write_atomic(os.path.join(workdir, 'grid.md'),
+                      grid_markdown(payload))
+
+
+def grid_markdown(payload: dict[str, Any]) -> str:
+  """grid.md: every grid point's mean ± std final test error over the grid
+  seeds (what tuning.png draws), one row per method and rate; 'diverged'
+  where a seed diverged."""
+  lines = [f"# {payload['experiment']}: the grid, final test error (%)", '',
+           f'Mean ± sample std over the seeds of each point (up to '
+           f'{payload["grid_seeds"]}); the best rate of each method in bold.',
+           '', '| method | base_lr | seeds | final test error (%) |',
+           '|---|---|---|---|']
+  for name, points in payload['grid'].items():
+    best = payload['best'].get(name, {}).get('base_lr')
+    for p in points:
+      if p['mean'] is None:
+        cell = 'diverged' if p['diverged'] else 'n/a'
+      else:
+        cell = results.fmt(p['mean'], _nan(p['std']))
+      rate = f'{p["base_lr"]:.3g}'
+      if p['base_lr'] == best:
+        rate = f'**{rate}**'
+      lines.append(f'| {name} | {rate} | {p["seeds"]} | {cell} |')
+  return '\n'.join(lines) + '\n'
+
+
+
+def _json_float(x) -> float | None:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The sweep's config.json; keys added to the configs after the sweep
+  started take their defaults, as when the sweep itself resumes."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no sweep in {workdir!r} (no config.json)')
+  with open(path) as f:
+    saved = json.load(f)
+  for key, value in workdir_lib.default_config().items():
+    saved.setdefault(key, value)
+  config = ml_collections.ConfigDict(saved)
+  config.sweep.lr_log2_steps = tuple(config.sweep.lr_log2_steps)
+  config.lr_stepvalues = tuple(config.lr_stepvalues)
+  return config
+
+
+def load(workdir: str) -> grid_lib.Grid:
+  """The grid of the sweep in `workdir`, replayed from its run files (read
+  only: a running sweep is not disturbed)."""
+  config = read_config(workdir)
+  runs_dir = os.path.join(workdir, 'runs')
+  cache: dict[str, records.RunRecord | None] = {}
+
+  def lookup(spec: records.RunSpec):
+    if spec.name not in cache:
+      path = os.path.join(runs_dir, f'{spec.name}.json')
+      cache[spec.name] = None
+      if os.path.isfile(path):
+        with open(path) as f:
+          cache[spec.name] = records.RunRecord.from_json(json.load(f))
+    return cache[spec.name]
+
+  grid = grid_lib.Grid(config, grid_lib.sweep_methods(config), lookup)
+  grid.replay()
+  return grid
+
+
+def best_markdown(payload: dict[str, Any]) -> str:
+  """best.md: best rates, best-vs-best with Welch p, robustness."""
+  best = payload['best']
+  lines = [
+      f"### {payload['experiment']}: learning-rate sweep",
+      '',
+      f'Selection metric: {payload["metric"]} ({payload["grid_seeds"]} '
+      f'seeds per grid point once complete); each method\'s best rate is then rerun to '
+      f'{payload["best_seeds"]} seeds. Robustness: the width of the range of '
+      f'rates whose mean error is within {payload["tolerance"]:.0%} '
+      '(relative) of the best, in factors of 2 (0: only the best rate). '
+      'Training loss: the mean mini-batch loss over the last evaluation '
+      'interval, at the best rate.',
+      '',
+      '| method | best base_lr | seeds | final test error (%) | '
+      'training loss | robust width (x2) | best interior? |',
+      '|---|---|---|---|---|---|---|',
+  ]
+  for name, b in best.items():
+    lines.append(
+        f'| {name} | {b["base_lr"]:.3g} | {b["seeds"]} | '
+        f'{results.fmt(b["mean"], _nan(b["std"]))} | '
+        f'{results.fmt(b["train_loss_mean"], _nan(b["train_loss_std"]))} | '
+        f'{b["robust_width_log2"]} | {"yes" if b["interior"] else "no"} |')
+  pairs = _best_pairs(best)
+  if pairs:
+    lines += [
+        '',
+        '**Best vs best** (each at its own best rate; Welch two-sided p)',
+        '',
+        'Δ = mean(variant) − mean(base), percentage points; negative '
+        'favours the variant.',
+        '',
+        '| variant | vs | Δ | p |',
+        '|---|---|---|---|',
+    ]
+    for a, b in pairs:
+      x = np.array(best[a]['final_errors'], dtype=float)
+      y = np.array(best[b]['final_errors'], dtype=float)
+      p = stats.welch_p(x, y)
+      lines.append(f'| {a} | {b} | {x.mean() - y.mean():+.2f} | '
+                   f'{"n/a" if math.isnan(p) else f"{p:.3f}"} |')
+  platforms = payload.get('run_platforms') or []
+  if platforms:
+    lines += ['', 'Trained on: ' + '; '.join(
+        f'{p["runs"]} runs made before runs recorded their device'
+        if p['device'] == 'not recorded'
+        else f'{p["device"]} ({p["versions"]}): {p["runs"]} runs'
+        for p in platforms) + '.']
+  missing = [m for m, points in payload['grid'].items() if m not in best]
+  incomplete = [m for m, b in best.items()
+                if b['seeds'] < payload['best_seeds']]
+  if missing or incomplete:
+    lines += ['', '**Unfinished sweep**: ' + '; '.join(
+        ([f'no finite point yet for {", ".join(missing)}'] if missing else [])
+        + ([f'fewer than {payload["best_seeds"]} seeds at the best rate for '
+            f'{", ".join(incomplete)}'] if incomplete else [])) + '.']
+  return '\n'.join(lines) + '\n'
+
+
+def _nan(x):
+  return math.nan if x is None else x
+
+
+def _best_pairs(best: dict[str, Any]) -> list[tuple[str, str]]:
+  """(variant, its plain base) and (+layer, +global) pairs present."""
+  pairs = []
+  for name in best:
+    method = Method.parse(name)
+    if method.variant is not None and method.plain.name in best:
+      pairs.append((name, method.plain.name))
+    if method.variant == 'layer':
+      control = Method(method.base, 'global').name
+      if control in best:
+        pairs.append((name, control))
+  return pairs
+
+
+# One colour per base optimizer; variants share it, told apart by line style.
+_BASE_COLOURS = {'sgd': 'tab:blue', 'nag': 'tab:orange', 'adagrad': 'tab:green',
+                 'adam': 'tab:red', 'lars': 'tab:purple', 'lamb': 'tab:brown'}
+_VARIANT_STYLES = {None: ('--', 'o'), 'layer': ('-', 's'),
+                   'layercap': ((0, (5, 1, 1, 1)), 'D'),
+                   'global': (':', '^'), 'warmup': ('-.', 'v')}
+
+
+def plot_tuning(payload: dict[str, Any], path: str) -> None:
+  """Final test error vs base learning rate (log x), mean ± std."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  grid = payload['grid']
+  bases = list(dict.fromkeys(Method.parse(m).base for m, points in grid.items()
+                             if points)) or ['sgd']
+  fig, axes = plt.subplots(1, len(bases),
+                           figsize=(max(6.0, 4.2 * len(bases)), 4.2),
+                           squeeze=False, sharey=True)
+  for ax, base in zip(axes[0], bases):
+    for name, points in grid.items():
+      method = Method.parse(name)
+      if method.base != base or not points:
+        continue
+      style, marker = _VARIANT_STYLES[method.variant]
+      lr = np.array([p['base_lr'] for p in points])
+      mean = np.array([_nan(p['mean']) for p in points], dtype=float)
+      std = np.nan_to_num(np.array([_nan(p['std']) for p in points],
+                                   dtype=float))
+      finite = np.isfinite(mean)
+      ax.errorbar(lr[finite], mean[finite], yerr=std[finite], label=name,
+                  color=_BASE_COLOURS[base], linestyle=style, marker=marker,
+                  markersize=4, capsize=2)
+      if not finite.all():
+        ax.plot(lr[~finite], np.full((~finite).sum(), 90.0), 'x',
+                color=_BASE_COLOURS[base])
+      if name in payload['best']:
+        b = payload['best'][name]
+        ax.plot([b['base_lr']], [b['mean']], marker='*', markersize=11,
+                color=_BASE_COLOURS[base], markeredgecolor='k')
+    ax.set_xscale('log', base=2)
+    ax.set_yscale('log')
+    ax.set_xlabel('base learning rate')
+    ax.set_title(base)
+    ax.legend(fontsize=7)
+  axes[0, 0].set_ylabel('final test error (%)')
+  fig.suptitle(f'{payload["experiment"]}: final test error vs base rate, '
+               f'mean ± std over up to {payload["grid_seeds"]} seeds\n'
+               'x at 90%: diverged; *: best rate (rerun with more seeds)',
+               fontsize=9)
+  fig.tight_layout()
+  fileio.write_figure(fig, path)
+  plt.close(fig)

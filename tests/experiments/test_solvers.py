@@ -1,0 +1,191 @@
+"""The Caffe solvers (experiments/lib/solvers.py) and the method names."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import layerlr_optax
+from experiments.lib import solvers
+from experiments.lib.methods import Method
+from experiments.lib.methods import comparisons
+from experiments.lib.methods import parse_methods
+from tests.package import reference
+
+TOY_SHAPES = {'conv1/kernel': (3, 2), 'conv1/bias': (2,), 'ip1/kernel': (2, 4),
+              'ip1/bias': (4,)}
+TOY_LAYERS = [['conv1/bias', 'conv1/kernel'], ['ip1/bias', 'ip1/kernel']]
+
+
+def _nest(flat):
+  out = {}
+  for k, v in flat.items():
+    m, leaf = k.split('/')
+    out.setdefault(m, {})[leaf] = v
+  return out
+
+
+def _toy_grads(flat, step):
+  """A gradient that depends on the params (so the order of updates matters)."""
+  rng = np.random.default_rng(step)
+  return {k: 0.3 * flat[k] + rng.standard_normal(flat[k].shape) * (
+      0.01 if 'conv' in k else 1.0) for k in sorted(flat)}
+
+
+def _run_solver(method, config, steps=25, reference_layers='module'):
+  config.decay_mult = {'ip1/bias': 0.0, 'ip1/kernel': 3.0}
+  rng = np.random.default_rng(0)
+  flat = {k: rng.standard_normal(s) for k, s in TOY_SHAPES.items()}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _nest(flat))
+  solver = solvers.make_solver(Method.parse(method), config, params)
+  state = solver.optimizer.init(params)
+  kind = {'sgd': 'sgd', 'nag': 'nesterov', 'adagrad': 'adagrad'}[
+      Method.parse(method).base]
+  momentum = 0.0 if kind == 'adagrad' else config.momentum
+  lr_mult = {k: (2.0 if k.endswith('bias') else 1.0) for k in TOY_SHAPES}
+  decay_mult = {k: 1.0 for k in TOY_SHAPES}
+  decay_mult.update({'ip1/bias': 0.0, 'ip1/kernel': 3.0})
+  layers = {'module': TOY_LAYERS, 'global': [sorted(TOY_SHAPES)],
+            None: None}[reference_layers]
+  ref = reference.CaffeSolver(
+      kind, flat, lambda it: reference.caffe_rate(
+          'inv', 0.05, it, gamma=1e-4, power=0.75) * _warmup(method, it),
+      momentum, 5e-3, lr_mult, decay_mult, layers=layers)
+  ref_params = dict(flat)
+  update = jax.jit(solver.optimizer.update)
+  for step in range(steps):
+    flat_now = {f'{m}/{l}': np.asarray(v, np.float64)
+                for m, d in params.items() for l, v in d.items()}
+    grads = _toy_grads(flat_now, step)
+    updates, state = update(
+        jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _nest(grads)),
+        state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    ref_params = ref.step(ref_params, _toy_grads(ref_params, step))
+  for k in TOY_SHAPES:
+    m, leaf = k.split('/')
+    np.testing.assert_allclose(params[m][leaf], ref_params[k], rtol=1e-4,
+                               atol=1e-6, err_msg=k)
+  return state
+
+
+WARMUP_STEPS = 10  # warmup_fraction 0.5 of num_steps 20 in the tests below
+
+
+def _warmup(method, it):
+  if method.endswith('+warmup'):
+    return min(1.0, (it + 1) / WARMUP_STEPS)
+  return 1.0
+
+
+@pytest.mark.parametrize('method,layers', [
+    ('sgd', None), ('sgd+layer', 'module'), ('nag', None),
+    ('nag+layer', 'module'), ('adagrad', None), ('adagrad+layer', 'module'),
+    ('sgd+global', 'global'), ('adagrad+global', 'global'),
+    ('sgd+warmup', None), ('nag+warmup', None)])
+def test_solver_equals_caffe_update_order(mnist_config, method, layers):
+  config = mnist_config(lr_policy='inv', base_lr=0.05, weight_decay=5e-3,
+                        num_steps=20, warmup_fraction=0.5)
+  _run_solver(method, config, reference_layers=layers)
+
+
+def test_solver_records_the_factors_of_the_regularised_gradient(
+    mnist_config):
+  config = mnist_config(weight_decay=0.0)
+  params = {'conv1': {'kernel': jnp.full((3, 2), 0.5),
+                      'bias': jnp.zeros(2)},
+            'ip1': {'kernel': jnp.ones((2, 4)), 'bias': jnp.zeros(4)}}
+  grads = {'conv1': {'kernel': jnp.full((3, 2), 1e-3), 'bias': jnp.zeros(2)},
+           'ip1': {'kernel': jnp.full((2, 4), 2.0), 'bias': jnp.ones(4)}}
+  for name in ('sgd', 'sgd+layer', 'adam+layer', 'lamb', 'sgd+global',
+               'adam+layercap'):
+    solver = solvers.make_solver(Method.parse(name), config, params)
+    _, state = solver.optimizer.update(grads, solver.optimizer.init(params),
+                                       params)
+    recorded = layerlr_optax.recorded_factors(state)
+    if name.endswith('+global'):
+      norm = np.sqrt(6e-6 + 8 * 4.0 + 4.0)
+      np.testing.assert_allclose(recorded['all'], reference.factor(norm),
+                                 rtol=1e-6)
+      continue
+    if name.endswith('+layercap'):  # conv1's factor (~6.7) is capped at 2
+      np.testing.assert_allclose(recorded['conv1'], config.layer_max_factor)
+      np.testing.assert_allclose(recorded['ip1'],
+                                 reference.factor(np.sqrt(36.0)), rtol=1e-6)
+      continue
+    np.testing.assert_allclose(recorded['conv1'],
+                               reference.factor(np.sqrt(6e-6)), rtol=1e-5)
+    np.testing.assert_allclose(recorded['ip1'],
+                               reference.factor(np.sqrt(36.0)), rtol=1e-6)
+
+
+def test_every_base_and_variant_builds_and_steps(mnist_config):
+  config = mnist_config()
+  params = {'conv1': {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}}
+  grads = jax.tree.map(lambda x: 0.1 * jnp.ones_like(x), params)
+  for base in ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb'):
+    for variant in (None, 'layer', 'layercap', 'global', 'warmup'):
+      solver = solvers.make_solver(Method(base, variant), config, params)
+      updates, _ = jax.jit(solver.optimizer.update)(
+          grads, solver.optimizer.init(params), params)
+      assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+
+
+def test_method_base_lr_precedence(mnist_config):
+  config = mnist_config(base_lr=0.01)
+  config.method_base_lr = {'adam': 0.001, 'sgd+layer': 0.006}
+  assert solvers.method_base_lr(Method.parse('adam+layer'), config) == 0.001
+  assert solvers.method_base_lr(Method.parse('sgd+layer'), config) == 0.006
+  assert solvers.method_base_lr(Method.parse('sgd'), config) == 0.01
+  params = {'a': {'kernel': jnp.ones(2)}}
+  assert solvers.make_solver(Method.parse('sgd'), config, params,
+                             base_lr=0.5).base_lr == 0.5
+
+
+@pytest.mark.parametrize('policy,kwargs', [
+    ('fixed', {}), ('inv', dict(gamma=1e-4, power=0.75)),
+    ('step', dict(gamma=0.1, stepsize=3)),
+    ('multistep', dict(gamma=0.1, stepvalues=(2, 5)))])
+def test_lr_policies_match_caffe(policy, kwargs):
+  schedule = solvers.caffe_lr(policy, 0.01, **kwargs)
+  for it in [0, 1, 2, 3, 5, 6, 1000]:
+    np.testing.assert_allclose(
+        float(schedule(jnp.asarray(it))),
+        reference.caffe_rate(policy, 0.01, it, **kwargs), rtol=1e-6)
+
+
+def test_bad_solver_config(mnist_config):
+  with pytest.raises(ValueError, match='unknown lr_policy'):
+    solvers.caffe_lr('cosine', 0.1)
+  with pytest.raises(ValueError, match='increasing stepvalues'):
+    solvers.caffe_lr('multistep', 0.1, gamma=0.1, stepvalues=(5, 2))
+  params = {'conv1': {'kernel': jnp.ones(2)}}
+  config = mnist_config()
+  config.decay_mult = {'conv9/kernel': 1.0}
+  with pytest.raises(ValueError, match='not parameters of the model'):
+    solvers.make_solver(Method('sgd'), config, params)
+  with pytest.raises(TypeError, match='takes a Method'):
+    solvers.make_solver('sgd', mnist_config(), params)
+
+
+def test_methods_parse_once():
+  assert Method.parse('sgd') == Method('sgd')
+  assert Method.parse(' adagrad+layer ') == Method('adagrad', 'layer')
+  assert Method.parse('lamb+global').name == 'lamb+global'
+  assert Method('nag', 'warmup').plain == Method('nag')
+  assert Method('sgd', 'layer').applies_factor
+  assert Method('sgd', 'global').applies_factor
+  assert not Method('sgd', 'warmup').applies_factor
+  methods = parse_methods('sgd,sgd+layer,adam+layer,sgd+global')
+  assert [(a.name, b.name) for a, b in comparisons(methods)] == [
+      ('sgd', 'sgd+layer'), ('sgd', 'sgd+global')]
+  for bad, message in (('sdg', 'unknown method'),
+                       ('sgd+layers', 'unknown method variant'),
+                       ('sgd+layer+global', 'BASE or BASE\\+VARIANT'),
+                       ('+layer', 'BASE or BASE\\+VARIANT')):
+    with pytest.raises(ValueError, match=message):
+      Method.parse(bad)
+  with pytest.raises(ValueError, match='lists a method twice'):
+    parse_methods('sgd,sgd')
+  with pytest.raises(ValueError, match='is empty'):
+    parse_methods(' , ')

@@ -1,0 +1,247 @@
+"""The README and the docs stay true (issues #24, #26): every example runs
+and prints what the page says, every included table equals its re-rendering
+from the committed JSON, every number on a results page is in the files the
+page names as its sources, and the README's verdict is recomputed from the
+sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tests.repository import docs_examples
+from tests.conftest import ROOT
+
+_INCLUDE = re.compile(r'```\{include\} (\S+)\n((?::[\w-]+:.*\n)*)```')
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize('page', [p for p in docs_examples.pages()
+                                  if docs_examples.examples(p)])
+def test_examples_run_and_print_what_the_page_says(page):
+  for code, expected, printed in docs_examples.run(page):
+    if expected is not None:
+      assert printed == expected, (
+          f'{page}: the example\n{code}\nprints\n{printed}\nnot\n{expected}'
+          f'(python -m tests.repository.docs_examples --write {page} updates the page)')
+
+
+def _included(page: str) -> list[str]:
+  with open(os.path.join(ROOT, page)) as f:
+    text = f.read()
+  return [os.path.normpath(os.path.join(os.path.dirname(page), m.group(1)))
+          for m in _INCLUDE.finditer(text)]
+
+
+def _render(path: str) -> str | None:
+  """`path` re-rendered from its JSON by the code that wrote it (None: a
+  file with no renderer, e.g. the paper's notes)."""
+  from benchmarks import report as bench_report
+  from experiments import near_minimum
+  from experiments import scale_invariance
+  from experiments.analysis import results as results_lib
+  from experiments.analysis import sweeps
+  from experiments.lib import records
+  folder, name = os.path.split(os.path.join(ROOT, path))
+  if path.startswith('benchmarks/results/'):
+    return bench_report.render(os.path.join(
+        folder, name[:-3] + '.json')).rstrip() + '\n'
+  if name == 'best.md':
+    with open(os.path.join(folder, 'sweep.json')) as f:
+      return sweeps.best_markdown(json.load(f))
+  if name == 'table.md' and os.path.exists(os.path.join(folder,
+                                                        'results.json')):
+    return results_lib.table_markdown(
+        records.load_results(os.path.join(folder, 'results.json')))
+  if name == 'factors.md' and os.path.exists(os.path.join(folder,
+                                                          'results.json')):
+    return results_lib.factors_markdown(
+        records.load_results(os.path.join(folder, 'results.json')))
+  if name == 'factors.md':
+    with open(os.path.join(folder, 'factors.json')) as f:
+      return scale_invariance.markdown(json.load(f)['rows'])
+  if name == 'near_minimum.md':
+    with open(os.path.join(folder, 'near_minimum.json')) as f:
+      payload = json.load(f)
+    return near_minimum.markdown(payload['rows'], payload['tolerance'],
+                                 payload['steps'])
+  return None
+
+
+def _docs_pages() -> list[str]:
+  return [p for p in docs_examples.pages() if p.startswith('docs/')]
+
+
+def test_every_included_table_is_its_json_rendered():
+  checked = 0
+  for page in _docs_pages():
+    for path in _included(page):
+      rendered = _render(path)
+      if rendered is None:
+        continue
+      with open(os.path.join(ROOT, path)) as f:
+        committed = f.read()
+      assert committed.strip() == rendered.strip(), (
+          f'{path} (included by {page}) is stale: regenerate it from its '
+          'JSON with the command that wrote it')
+      checked += 1
+  assert checked >= 15, checked
+
+
+_NUMBER = re.compile(r'(?<![\w.])[-−+]?\d+\.\d+(?:e[-+]?\d+)?(?![\w.])')
+
+
+def _numbers(text: str) -> list[str]:
+  return _NUMBER.findall(text)
+
+
+_ANY_NUMBER = re.compile(r'\d+\.\d+(?:e[-+]?\d+)?')
+
+
+def _value_set(paths: list[str]) -> list[float]:
+  """Every decimal number written in `paths` (also inside names such as
+  ``lr0.025``)."""
+  values = []
+  for path in paths:
+    with open(os.path.join(ROOT, path)) as f:
+      values += [float(n) for n in _ANY_NUMBER.findall(f.read())]
+  return values
+
+
+def _shown(token: str, values: list[float]) -> bool:
+  """Whether some source value, rounded as `token` is written, is it (a
+  sign may be dropped: "−0.06 points" is the Δ column's -0.06)."""
+  text = token.replace('−', '-').lstrip('+')
+  x = float(text)
+  decimals = len(text.split('.')[1].split('e')[0])
+  if 'e' in text:
+    return any(np.isclose(v, x, rtol=10 ** -decimals) for v in values)
+  return any(abs(round(abs(v), decimals) - abs(x)) < 10 ** -(decimals + 3)
+             for v in values)
+
+
+def _prose(text: str) -> str:
+  """The page without its code blocks, includes and comments."""
+  text = re.sub(r'```.*?```', '', text, flags=re.S)
+  return re.sub(r'<!--.*?-->', '', text, flags=re.S)
+
+
+@pytest.mark.parametrize('page', [p for p in docs_examples.pages()
+                                  if p.startswith('docs/results/')
+                                  and not p.endswith('index.md')])
+def test_every_number_on_a_results_page_is_in_its_sources(page):
+  with open(os.path.join(ROOT, page)) as f:
+    text = f.read()
+  declared = re.search(r'<!-- sources: (.*?) -->', text)
+  assert declared, f'{page} names no sources (<!-- sources: FILE ... -->)'
+  sources = declared.group(1).split() + _included(page)
+  values = _value_set(sources)
+  missing = [n for n in _numbers(_prose(text)) if not _shown(n, values)]
+  assert not missing, (f'{page}: numbers not in its sources {sources}: '
+                       f'{missing}')
+
+
+def test_the_number_check_catches_a_wrong_number():
+  values = _value_set(['experiments/results/mnist_lenet_sweep/best.md'])
+  assert _shown('1.17', values) and _shown('−0.06', values)
+  assert not _shown('1.1734', values) and not _shown('97.53', values)
+
+
+# The README's verdict: "A x% vs B y% (Δ d, p = q)" under a link to a sweep.
+_CLAIM = re.compile(r'([\w+]+) ([\d.]+)% vs ([\w+]+) ([\d.]+)% '
+                    r'\(Δ ([-+][\d.]+), p = ([\d.]+)\)')
+
+
+def test_readme_verdict_is_recomputed_from_the_sweeps():
+  from experiments.lib import stats
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    readme = f.read()
+  section = readme[readme.index('## Does it help?'):
+                   readme.index('## Where next')]
+  checked = 0
+  for bullet in section.split('\n- ')[1:]:
+    bullet = ' '.join(bullet.split())
+    links = [(m.start(), m.group(1)) for m in re.finditer(
+        r'\((experiments/results/\w+_sweep)/best\.md\)', bullet)]
+    for claim in _CLAIM.finditer(bullet):
+      before = [d for at, d in links if at < claim.start()]
+      assert before, f'a claim without its sweep: {claim.group(0)}'
+      with open(os.path.join(ROOT, before[-1], 'sweep.json')) as f:
+        best = json.load(f)['best']
+      a, x, b, y, delta, p = claim.groups()
+      errors_a = np.array(best[a]['final_errors'], float)
+      errors_b = np.array(best[b]['final_errors'], float)
+      assert f'{errors_a.mean():.2f}' == x, claim.group(0)
+      assert f'{errors_b.mean():.2f}' == y, claim.group(0)
+      assert f'{errors_a.mean() - errors_b.mean():+.2f}' == delta
+      assert f'{stats.welch_p(errors_a, errors_b):.3f}' == p, claim.group(0)
+      checked += 1
+  assert checked >= 6, checked
+
+
+def test_readme_is_short_and_is_the_wheels_description():
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    lines = f.read().splitlines()
+  assert len(lines) <= 200, len(lines)
+  with open(os.path.join(ROOT, 'pyproject.toml')) as f:
+    assert 'readme = "README.md"' in f.read()
+
+
+def test_readme_links_resolve():
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    readme = f.read()
+  for target in re.findall(r'\]\(([^)#\s]+)(?:#[^)]*)?\)', readme):
+    if target.startswith('http'):
+      continue
+    assert os.path.exists(os.path.join(ROOT, target)), target
+
+
+def _generated_files() -> list[str]:
+  """Every Markdown file a command writes into the committed results."""
+  out = []
+  for folder in ('experiments/results', 'benchmarks/results'):
+    for base, dirs, files in os.walk(os.path.join(ROOT, folder)):
+      dirs[:] = [d for d in dirs if d not in ('runs', 'tensorboard',
+                                              'checkpoints', 'workers')]
+      out += [os.path.relpath(os.path.join(base, f), ROOT) for f in files
+              if f.endswith('.md')]
+  return sorted(out)
+
+
+def test_every_generated_results_file_is_its_json_rendered():
+  from experiments.analysis import sweeps
+  checked, unrendered = [], []
+  for path in _generated_files():
+    if path.endswith('grid.md'):
+      with open(os.path.join(ROOT, os.path.dirname(path), 'sweep.json')) as f:
+        rendered = sweeps.grid_markdown(json.load(f))
+    else:
+      rendered = _render(path)
+    if rendered is None:
+      unrendered.append(path)
+      continue
+    with open(os.path.join(ROOT, path)) as f:
+      assert f.read().strip() == rendered.strip(), f'{path} is stale'
+    checked.append(path)
+  # The sweeps' best.md and grid.md, the runs' table.md and factors.md, the
+  # studies' tables and the benchmarks' tables.
+  assert len(checked) >= 24, checked
+  print('not re-rendered (logs and notes):', unrendered)
+
+
+def test_every_number_on_the_notebooks_page_is_in_the_notebooks():
+  import nbformat
+  with open(os.path.join(ROOT, 'docs', 'notebooks.md')) as f:
+    text = f.read()
+  printed = ''
+  for name in ('quickstart', 'vanishing_gradients', 'saddle_points'):
+    nb = nbformat.read(os.path.join(ROOT, 'notebooks', f'{name}.ipynb'), 4)
+    printed += ''.join(o.get('text', '') for c in nb.cells
+                       if c.cell_type == 'code' for o in c.outputs)
+  values = [float(n) for n in _ANY_NUMBER.findall(printed)]
+  missing = [n for n in _numbers(_prose(text)) if not _shown(n, values)]
+  assert not missing, missing

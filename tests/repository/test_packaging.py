@@ -1,0 +1,103 @@
+"""What a user installs: the declared minimum versions, the wheel, the docs.
+
+Each test drives the same command a maintainer would type, in a subprocess.
+"""
+
+import glob
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import layerlr_optax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _run(cmd, *, cwd=ROOT, timeout=1800, env=None):
+  proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+  output = proc.stdout + proc.stderr
+  assert proc.returncode == 0, f'{" ".join(cmd)} failed:\n{output[-6000:]}'
+  return proc
+
+
+def test_package_tests_pass_at_the_declared_minimum_versions():
+  """pyproject.toml's lower bounds and oldest Python, tested as declared."""
+  # pytest's summary is stdout's last line; set-up messages go to stderr.
+  output = _run(['bash', os.path.join(ROOT, 'scripts',
+                                      'test_min_versions.sh')]).stdout
+  with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+    project = tomllib.load(f)['project']
+  python = project['requires-python'].removeprefix('>=')
+  versions = re.search(r'minimum versions: (.*)', output).group(1)
+  assert f'Python {python}.' in versions, versions
+  for requirement in project['dependencies']:
+    name, version = requirement.split('>=')
+    assert f'{name} {version}' in versions, (requirement, versions)
+  summary = output.strip().splitlines()[-1]
+  assert re.search(r'\d+ passed', summary) and 'failed' not in summary, summary
+  assert 'skipped' not in summary, summary
+
+
+def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
+  """`python -m build`, then the wheel alone in a fresh virtual environment:
+  no editable install, no repository on the path."""
+  dist = tmp_path / 'dist'
+  # PYTHONDONTWRITEBYTECODE (set on some machines) only makes setuptools warn
+  # that it skips byte-compiling; every other warning fails the test.
+  build_env = {k: v for k, v in os.environ.items()
+               if k != 'PYTHONDONTWRITEBYTECODE'}
+  build = _run([sys.executable, '-m', 'build', '--outdir', str(dist), ROOT],
+               env=build_env)
+  output = build.stdout + build.stderr
+  warnings = [line for line in output.splitlines()
+              if re.search(r'warning', line, re.I)]
+  assert not warnings, '\n'.join(warnings)
+  wheels = glob.glob(str(dist / '*.whl'))
+  sdists = glob.glob(str(dist / '*.tar.gz'))
+  assert len(wheels) == 1 and len(sdists) == 1, os.listdir(dist)
+  assert os.path.basename(wheels[0]).startswith(
+      f'layerlr_optax-{layerlr_optax.__version__}-py3-none-any')
+
+  venv = tmp_path / 'venv'
+  _run([sys.executable, '-m', 'venv', str(venv)])
+  python = str(venv / 'bin' / 'python')
+  _run([python, '-m', 'pip', 'install', '-q', wheels[0]], timeout=1800)
+  elsewhere = tmp_path / 'elsewhere'
+  elsewhere.mkdir()
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  check = (
+      'import doctest, sys, layerlr_optax\n'
+      'from layerlr_optax._src import alias, layers, transform\n'
+      'assert "site-packages" in layerlr_optax.__file__, layerlr_optax.__file__\n'
+      'assert not any(p.rstrip("/") == %r for p in sys.path)\n'
+      'failed = attempted = 0\n'
+      'for module in (layerlr_optax, transform, alias, layers):\n'
+      '  result = doctest.testmod(module)\n'
+      '  failed += result.failed; attempted += result.attempted\n'
+      'print(f"doctests: {attempted} run, {failed} failed")\n'
+      'sys.exit(1 if failed or not attempted else 0)\n' % ROOT)
+  output = _run([python, '-c', check], cwd=str(elsewhere), env=env).stdout
+  assert re.search(r'doctests: [1-9]\d* run, 0 failed', output), output
+
+
+def test_docs_build_with_warnings_as_errors(tmp_path):
+  """The Sphinx site: API reference from the docstrings, the near-minimum
+  table, the notebooks rendered without executing them."""
+  html = tmp_path / 'html'
+  _run([sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b',
+        'html', os.path.join(ROOT, 'docs'), str(html)], timeout=900)
+  with open(html / 'api.html') as f:
+    api = f.read()
+  for name in layerlr_optax.__all__:
+    assert f'id="layerlr_optax.{name}"' in api, f'{name} is not documented'
+  assert 'class="math' in api  # eq. 9 rendered as math
+  notebooks = glob.glob(os.path.join(ROOT, 'notebooks', '*.ipynb'))
+  for notebook in notebooks:
+    name = os.path.splitext(os.path.basename(notebook))[0]
+    assert (html / '_notebooks' / f'{name}.html').exists(), name
+  with open(html / 'near_minimum.html') as f:
+    assert 'rosenbrock' in f.read()
