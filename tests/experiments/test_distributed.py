@@ -58,6 +58,21 @@ def launch(tmp_path_factory):
   return run
 
 
+def _job_id_with_a_free_port() -> int:
+  """A SLURM job id whose coordinator port (jax derives it: the id modulo
+  2**12 in the top 4,096 ports) is free on this host now."""
+  import socket
+  for job_id in range(10**5, 10**5 + 2**12):
+    port = job_id % 2**12 + (65535 - 2**12 + 1)
+    with socket.socket() as s:
+      try:
+        s.bind(('localhost', port))
+      except OSError:
+        continue
+    return job_id
+  raise AssertionError('no free port in 61440-65535')
+
+
 @pytest.fixture(scope='module')
 def lenet_1x8(launch, tmp_path_factory, mnist_dir):
   workdir = tmp_path_factory.mktemp('lenet') / '1x8'
@@ -89,11 +104,10 @@ def test_slurm_srun_layout_equals_one_process(lenet_1x8, mnist_dir,
   launcher, only SLURM's variables, from which `jax.distributed.initialize()`
   finds the process id, count and coordinator (the first node of the step,
   a port from the job id). The result is the 1x8 run's."""
-  import random
   workdir = tmp_path / 'slurm'
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONPATH=ROOT, SLURM_JOB_ID=str(random.randrange(10**6)),
+             PYTHONPATH=ROOT, SLURM_JOB_ID=str(_job_id_with_a_free_port()),
              SLURM_STEP_NODELIST='localhost', SLURM_NTASKS='2',
              SLURM_STEP_NUM_NODES='1')
   for name in ('LAYERLR_PROCESS_ID', 'LAYERLR_NUM_PROCESSES',
@@ -240,8 +254,8 @@ def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
   import time
   launcher = _start_long_launch(mnist_dir, tmp_path)
   try:
-    # Wait until both processes have been started.
-    deadline = time.monotonic() + 120
+    # Wait until both processes have been started (a guard against a hang).
+    deadline = time.monotonic() + 900
     children = []
     while len(children) < 2:
       assert time.monotonic() < deadline and launcher.poll() is None, children
@@ -255,6 +269,7 @@ def test_a_terminated_launcher_leaves_no_process_behind(mnist_dir, tmp_path):
       launcher.terminate()
       launcher.wait(timeout=60)
   assert launcher.returncode == 128 + signal.SIGTERM
+  assert len(children) == 2, children
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
         f'/proc/{pid}/stat').read().split()[2] == 'Z', pid
@@ -319,14 +334,17 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
   import time
   launcher = _start_long_launch(mnist_dir, tmp_path, start_new_session=True)
   try:
-    deadline = time.monotonic() + 180
-    # Training has started once process 0 has claimed the workdir.
-    while not os.path.exists(tmp_path / 'w' / 'config.json'):
+    # A guard against a hang only: what is awaited are events.
+    deadline = time.monotonic() + 900
+    # Training has started once process 0 has claimed the workdir and both
+    # processes exist.
+    children = []
+    while not (os.path.exists(tmp_path / 'w' / 'config.json')
+               and len(children) == 2):
       assert time.monotonic() < deadline and launcher.poll() is None
       time.sleep(0.2)
-    time.sleep(3)
-    children = [pid for pid in os.listdir('/proc') if pid.isdigit()
-                and _parent(pid) == launcher.pid]
+      children = [pid for pid in os.listdir('/proc') if pid.isdigit()
+                  and _parent(pid) == launcher.pid]
     os.killpg(launcher.pid, signal.SIGINT)
     _, stderr = launcher.communicate(timeout=120)
   finally:
@@ -335,6 +353,7 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
       launcher.wait()
   assert launcher.returncode == 130, stderr[-3000:]
   assert 'run the same command again to resume' in stderr
+  assert len(children) == 2, children
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
         f'/proc/{pid}/stat').read().split()[2] == 'Z', pid

@@ -255,10 +255,10 @@ def test_sigterm_to_a_parallel_sweep_keeps_its_runs(mnist_dir, tmp_path):
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True, start_new_session=True)
   runs = workdir / 'runs'
-  deadline = time.monotonic() + 240
+  deadline = time.monotonic() + 900  # a guard against a hang only
   while not (runs.is_dir() and any(runs.glob('*.json'))):
     assert proc.poll() is None, proc.communicate()
-    assert time.monotonic() < deadline, 'no run finished in 240 s'
+    assert time.monotonic() < deadline, 'no run finished in 900 s'
     time.sleep(0.2)
   os.killpg(proc.pid, signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
@@ -335,8 +335,8 @@ def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
 
 def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
                                                     mnist_dir, tmp_path):
-  """scripts/accelerator_sweeps.sh end to end, tiny, as a device loan runs
-  it: both sweeps finish into $RESULTS_DIR (not this checkout's results),
+  """scripts/accelerator_sweeps.sh (experiments/accelerator.py) end to end,
+  tiny, as a device loan runs it: both sweeps finish into $RESULTS_DIR (not this checkout's results),
   sweeps.tgz unpacks to experiments/results/<experiment>_sweep/, the
   benchmarks' JSON is in bench.tgz and code.sha256 hashes this code."""
   import hashlib
@@ -361,10 +361,13 @@ def test_accelerator_sweeps_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
              OVERHEAD_ARGS='--quick --trees lenet --repeats 2',
              PATH=os.path.dirname(sys.executable) + os.pathsep +
              os.environ['PATH'])
+  # The time box is the loan's plan, not a test deadline: large enough that
+  # the tiny sweeps finish on any machine (they exit when done); the
+  # subprocess timeout only guards against a hang.
   proc = subprocess.run(
       ['bash', os.path.join(ROOT, 'scripts', 'accelerator_sweeps.sh'),
-       str(out), '400', cifar_dir, mnist_dir], cwd=tmp_path, env=env,
-      capture_output=True, text=True, timeout=600, check=False)
+       str(out), '3000', cifar_dir, mnist_dir], cwd=tmp_path, env=env,
+      capture_output=True, text=True, timeout=3600, check=False)
   log = (out / 'device.log').read_text()
   assert proc.returncode == 0, log[-4000:]
   assert 'cifar sweep exit 0' in log and 'transformer sweep exit 0' in log

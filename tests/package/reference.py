@@ -87,26 +87,51 @@ def caffe_rate(policy: str, base_lr: float, it: int, gamma: float = 0.0,
   raise ValueError(policy)
 
 
-class CaffeSolver:
-  """Caffe's Solver::ApplyUpdate for SGD, Nesterov and AdaGrad.
+def trust_ratio(param: np.ndarray, direction: np.ndarray,
+                coefficient: float = 1.0) -> float:
+  """LARS (You et al., 2017): ||w|| / ||d||, 1 where either norm is 0."""
+  w, d = np.linalg.norm(param), np.linalg.norm(direction)
+  return 1.0 if w == 0 or d == 0 else coefficient * w / d
 
-  Per blob: Regularize (g += wd * decay_mult * w), local_rate = rate(it) *
-  lr_mult * f_l (f_l = 1 when `layers` is None; the layer norm is that of the
-  regularized gradient), then ComputeUpdateValue of the solver type.
+
+class CaffeSolver:
+  """Caffe's Solver::ApplyUpdate for SGD, Nesterov and AdaGrad, and the same
+  order for the experiments' Adam, LARS and LAMB.
+
+  Per blob: Regularize (g += wd * decay_mult * w); the direction of the
+  solver type (g itself for SGD/Nesterov; AdaGrad's g / (sqrt(h) + delta);
+  Adam's bias-corrected m / (sqrt(v) + eps) (Kingma and Ba, 2015); LARS's
+  trust ratio times g; LAMB's trust ratio times Adam's direction (You et al.,
+  2020)); times f_l (1 when `layers` is None; from the regularized
+  gradient's layer norm, capped at `max_factor`); times rate(it) * lr_mult;
+  then the momentum history for SGD, Nesterov and LARS.
   """
 
   def __init__(self, kind, params, rate_fn, momentum, weight_decay, lr_mult,
-               decay_mult, layers=None, delta=1e-8):
+               decay_mult, layers=None, delta=1e-8, max_factor=None,
+               trust_coefficient=1.0):
     self.kind, self.rate_fn, self.mu = kind, rate_fn, momentum
     self.wd, self.lr_mult, self.decay_mult = weight_decay, lr_mult, decay_mult
     self.layers, self.delta, self.it = layers, delta, 0
+    self.max_factor, self.trust = max_factor, trust_coefficient
     self.history = {k: np.zeros_like(p, np.float64) for k, p in params.items()}
+    self.m = {k: np.zeros_like(p, np.float64) for k, p in params.items()}
+    self.v = {k: np.zeros_like(p, np.float64) for k, p in params.items()}
+
+  def _adam(self, k, g, eps):
+    b1, b2, t = 0.9, 0.999, self.it + 1
+    self.m[k] = b1 * self.m[k] + (1 - b1) * g
+    self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+    m_hat, v_hat = self.m[k] / (1 - b1**t), self.v[k] / (1 - b2**t)
+    return m_hat / (np.sqrt(v_hat) + eps)
 
   def step(self, params, grads):
     diff = {k: grads[k] + self.wd * self.decay_mult[k] * params[k]
             for k in grads}
     f = (layer_factors(diff, self.layers) if self.layers
          else {k: 1.0 for k in diff})
+    if self.max_factor is not None:
+      f = {k: min(v, self.max_factor) for k, v in f.items()}
     rate = self.rate_fn(self.it)
     new = {}
     for k, g in diff.items():
@@ -121,6 +146,15 @@ class CaffeSolver:
       elif self.kind == 'adagrad':
         self.history[k] = h + g * g
         new[k] = params[k] - local * g / (np.sqrt(self.history[k]) + self.delta)
+      elif self.kind == 'adam':
+        new[k] = params[k] - local * self._adam(k, g, eps=1e-8)
+      elif self.kind == 'lars':
+        d = trust_ratio(params[k], g, self.trust) * g
+        self.history[k] = self.mu * h + local * d
+        new[k] = params[k] - self.history[k]
+      elif self.kind == 'lamb':
+        d = self._adam(k, g, eps=1e-6)
+        new[k] = params[k] - local * trust_ratio(params[k], d) * d
       else:
         raise ValueError(self.kind)
     self.it += 1

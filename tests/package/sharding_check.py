@@ -86,6 +86,42 @@ for axis_name, should_match in (('fsdp', True), (None, False)):
   assert close == should_match, (axis_name, close)
   print(f'shard_map axis_name={axis_name}: matches global norm = {close}')
 
+# axis_name on every public function inside shard_map: each device holds a
+# shard of every leaf; the result equals the same function on the full
+# arrays without axis_name.
+full_grads, full_params = grad_seq[2], params
+spec = jax.tree.map(lambda _: P('fsdp'), full_grads)
+for name, make in (
+    ('sgd', lambda **kw: layerlr_optax.sgd(0.1, momentum=0.9, **kw)),
+    ('adagrad', lambda **kw: layerlr_optax.adagrad(0.1, **kw)),
+    ('layerwise', lambda **kw: layerlr_optax.layerwise(optax.adam(1e-2),
+                                                        **kw))):
+  whole = make()
+  want, _ = whole.update(full_grads, whole.init(full_params), full_params)
+  local = make(axis_name='fsdp')
+
+  def per_device(g, p, local=local):
+    return local.update(g, local.init(p), p)[0]
+
+  got = jax.jit(shard_map(per_device, mesh=mesh, in_specs=(spec, spec),
+                          out_specs=spec))(shard(full_grads),
+                                           shard(full_params))
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                               atol=1e-8, err_msg=f'shard_map {name}')
+  print(f'shard_map axis_name {name}: equals the full arrays')
+
+want_stats = layerlr_optax.layer_stats(full_grads)
+stats_spec = jax.tree.map(lambda _: P(), want_stats)
+got_stats = jax.jit(shard_map(
+    lambda g: layerlr_optax.layer_stats(g, axis_name='fsdp'), mesh=mesh,
+    in_specs=(spec,), out_specs=stats_spec))(shard(full_grads))
+for layer in want_stats:
+  for key in ('grad_norm', 'factor'):
+    np.testing.assert_allclose(np.asarray(got_stats[layer][key]),
+                               np.asarray(want_stats[layer][key]), rtol=1e-5)
+print('shard_map axis_name layer_stats: equals the full arrays')
+
 # pmap with axis_name, the older API.
 pmapped = jax.pmap(
     lambda g: layerlr_optax.scale_by_layer_gradient(axis_name='i').update(

@@ -175,9 +175,20 @@ class StackedEqualsUnrolledTest(chex.TestCase):
     self.assertEqual(sorted(layerlr_optax.recorded_factors(state)),
                      sorted([f'blocks[{i}]' for i in range(4)] + ['head']))
     _, state = jax.jit(opt.update)(grads, state)
+    recorded = layerlr_optax.recorded_factors(state)
     stats = layerlr_optax.layer_stats(grads, stacked=spec)
-    for name, value in layerlr_optax.recorded_factors(state).items():
-      np.testing.assert_allclose(value, stats[name]['factor'], rtol=1e-6)
+    # Independently, per slice in NumPy: block i is kernel[i] and bias[i].
+    kernel = np.asarray(grads['blocks']['kernel'], np.float64)
+    bias = np.asarray(grads['blocks']['bias'], np.float64)
+    want = {f'blocks[{i}]': reference.factor(np.sqrt(
+        np.sum(kernel[i] ** 2) + np.sum(bias[i] ** 2)))
+            for i in range(NUM_BLOCKS)}
+    want['head'] = reference.factor(np.linalg.norm(
+        np.asarray(grads['head']['w'], np.float64)))
+    self.assertEqual(sorted(recorded), sorted(want))
+    for name, value in want.items():
+      np.testing.assert_allclose(recorded[name], value, rtol=1e-5)
+      np.testing.assert_allclose(stats[name]['factor'], value, rtol=1e-5)
 
   def test_exclude_and_stacked(self):
     grads = gradient_sequence()[0]

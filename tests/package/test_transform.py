@@ -236,7 +236,11 @@ class OptaxCompositionTest(chex.TestCase):
     u3, _ = plain_half.update(self.grads, s2, self.params)
     chex.assert_trees_all_close(u1, u3, rtol=1e-6)
     adagrad = optax.inject_hyperparams(layerlr_optax.adagrad)(learning_rate=0.1)
-    adagrad.update(self.grads, adagrad.init(self.params), self.params)
+    got, _ = jax.jit(adagrad.update)(self.grads, adagrad.init(self.params),
+                                     self.params)
+    plain = layerlr_optax.adagrad(0.1)
+    want, _ = plain.update(self.grads, plain.init(self.params), self.params)
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
 
   def test_multi_steps_averages_then_scales(self):
     opt = optax.MultiSteps(layerlr_optax.sgd(1.0), every_k_schedule=2)

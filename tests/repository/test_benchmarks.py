@@ -44,7 +44,14 @@ def test_train_step_json_shape(tmp_path):
   payload = json.loads(path.read_text())
   assert [c['optimizer'] for c in payload['cases']] == ['optax.sgd',
                                                         'layerlr_optax.sgd']
-  assert payload['seeds']['faster'] in ('vmapped', 'sequential')
+  seeds = payload['seeds']
+  assert seeds['num_seeds'] == 2
+  assert seeds['vmapped_s'] > 0 and seeds['sequential_s'] > 0
+  assert abs(seeds['vmapped_over_sequential']
+             - seeds['vmapped_s'] / seeds['sequential_s']) < 1e-12
+  # The label names the faster of the two measured times.
+  assert seeds['faster'] == ('vmapped' if seeds['vmapped_s']
+                             < seeds['sequential_s'] else 'sequential')
 
 
 def test_program_json_shape(tmp_path):

@@ -15,7 +15,7 @@ EXPERIMENTS = os.path.join(ROOT, 'experiments')
 ENTRY_POINTS = {'experiments.run', 'experiments.sweep', 'experiments.report',
                 'experiments.launch', 'experiments.near_minimum',
                 'experiments.scale_invariance', 'experiments.kill_anywhere',
-                'experiments.distributed_check'}
+                'experiments.distributed_check', 'experiments.accelerator'}
 
 
 def _modules() -> dict[str, str]:

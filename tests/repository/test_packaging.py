@@ -85,8 +85,9 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
 
 
 def test_docs_build_with_warnings_as_errors(tmp_path):
-  """The Sphinx site: API reference from the docstrings, the near-minimum
-  table, the notebooks rendered without executing them."""
+  """The Sphinx site: every page, the API reference from the docstrings
+  (aliases named, links to optax), the included results tables, the
+  notebooks rendered without executing them."""
   html = tmp_path / 'html'
   _run([sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b',
         'html', os.path.join(ROOT, 'docs'), str(html)], timeout=900)
@@ -99,5 +100,17 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
   for notebook in notebooks:
     name = os.path.splitext(os.path.basename(notebook))[0]
     assert (html / '_notebooks' / f'{name}.html').exists(), name
-  with open(html / 'near_minimum.html') as f:
+  with open(html / 'results' / 'near_minimum.html') as f:
     assert 'rosenbrock' in f.read()
+  with open(html / 'results' / 'tuned_comparison.html') as f:
+    page = f.read()
+  assert 'mnist_transformer' in page and '<table' in page
+  for page in ('getting_started', 'semantics', 'reproduction', 'development',
+               'guides/scan_stacked', 'guides/excluding', 'guides/logging',
+               'guides/checkpointing', 'guides/multiple_devices',
+               'guides/learning_rate', 'guides/adaptive_optimizers',
+               'results/paper_reproduction', 'results/scale_dependence',
+               'results/cost', 'results/scale_and_faults'):
+    assert (html / f'{page}.html').exists(), page
+  # Signatures name the aliases, and optax objects link to optax's docs.
+  assert 'LayersSpec' in api and 'optax.readthedocs.io' in api
