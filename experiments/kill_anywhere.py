@@ -47,7 +47,10 @@ def _args(workdir: str, overrides: list[str]) -> list[str]:
           '--config.eval_batch_size=5000', *overrides]
 
 
-def _run(workdir: str, overrides: list[str], kill_at: str | None):
+def run_once(workdir: str, overrides: list[str], kill_at: str | None):
+  """``python -m experiments.run`` of the check's config into `workdir`,
+  SIGKILLed at `kill_at` (``POINT:N``, see `experiments.lib.faults`) or
+  run to the end (None); returns the finished process."""
   env = dict(os.environ)
   env.pop(faults.ENV, None)
   if kill_at:
@@ -90,7 +93,7 @@ def check(workdir: str, kills: int, overrides: list[str]) -> dict:
       raise SystemExit(f'error: {folder} exists; use a new --workdir (this '
                        'check never overwrites).')
   start = time.perf_counter()
-  reference = _run(reference_dir, overrides, None)
+  reference = run_once(reference_dir, overrides, None)
   if reference.returncode != 0:
     raise SystemExit('error: the uninterrupted run failed:\n'
                      + reference.stderr[-3000:])
@@ -100,7 +103,7 @@ def check(workdir: str, kills: int, overrides: list[str]) -> dict:
   while sum(e['killed'] for e in events) < kills:
     point, count = SCHEDULE[restarts % len(SCHEDULE)]
     restarts += 1
-    proc = _run(killed_dir, overrides, f'{point}:{count}')
+    proc = run_once(killed_dir, overrides, f'{point}:{count}')
     killed = proc.returncode == -signal.SIGKILL
     said = [line for line in proc.stderr.splitlines()
             if line.startswith(('resuming', 'warning', 'error'))]
@@ -115,7 +118,7 @@ def check(workdir: str, kills: int, overrides: list[str]) -> dict:
     if restarts > 4 * kills:
       raise SystemExit('error: the run makes no progress between kills.')
   if not finished:
-    final = _run(killed_dir, overrides, None)
+    final = run_once(killed_dir, overrides, None)
     if final.returncode != 0:
       raise SystemExit('error: the final restart failed:\n'
                        + final.stderr[-3000:])

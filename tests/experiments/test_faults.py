@@ -20,9 +20,24 @@ def overrides(mnist_dir):
 
 @pytest.fixture(scope='module')
 def kill_check(tmp_path_factory, overrides):
-  """One kill-anywhere check (10 SIGKILLs) and its folder."""
+  """One kill-anywhere check (10 SIGKILLs) and its folder.
+
+  Its processes share an XLA compilation cache of their own, not the test
+  session's: an executable another test compiled in a differently
+  configured process could otherwise make the uninterrupted run differ from
+  the restarted ones (seen once in the full suite, never alone).
+  """
   workdir = str(tmp_path_factory.mktemp('kill') / 'check')
-  return workdir, kill_anywhere.check(workdir, 10, overrides)
+  cache = str(tmp_path_factory.mktemp('kill-xla-cache'))
+  previous = os.environ.get('JAX_COMPILATION_CACHE_DIR')
+  # For the whole module: the tests below rerun the check's command and
+  # compare with its uninterrupted run.
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
+  yield workdir, kill_anywhere.check(workdir, 10, overrides)
+  if previous is None:
+    os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
+  else:
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = previous
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +64,7 @@ def test_killed_anywhere_ten_times_gives_bit_identical_results(kill_check):
 
 
 def _killed_after_step_7(workdir, overrides):
-  proc = kill_anywhere._run(workdir, overrides, 'step:7')
+  proc = kill_anywhere.run_once(workdir, overrides, 'step:7')
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
   steps = sorted(int(os.path.basename(p)) for p in glob.glob(
       os.path.join(workdir, 'checkpoints', 'sgd_seed0', '[0-9]*')))
@@ -74,7 +89,7 @@ def test_a_changed_latest_checkpoint_is_skipped_with_a_warning(
     chunk = f.read(16)
     f.seek(-len(chunk), os.SEEK_CUR)
     f.write(bytes(b ^ 0xFF for b in chunk))
-  proc = kill_anywhere._run(workdir, overrides, None)
+  proc = kill_anywhere.run_once(workdir, overrides, None)
   assert proc.returncode == 0, proc.stderr[-3000:]
   warnings = [l for l in proc.stderr.splitlines() if l.startswith('warning')]
   assert len(warnings) == 1, proc.stderr[-3000:]
