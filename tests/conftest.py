@@ -270,3 +270,15 @@ def other_idx_dir(tmp_path) -> str:
   write_idx(str(folder / 'toy-test-images.idx3-ubyte'), test_x)
   write_idx(str(folder / 'toy-test-labels-idx1-ubyte.gz'), test_y)
   return str(folder)
+
+
+def assert_plot(path, min_size=(300, 200), min_colours=8) -> None:
+  """`path` is a PNG with a drawn plot: at least `min_size` pixels and more
+  than a handful of distinct colours (not blank, not one flat colour)."""
+  from PIL import Image
+  with Image.open(path) as image:
+    assert image.format == 'PNG', (path, image.format)
+    assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1], (
+        path, image.size)
+    colours = image.convert('RGB').getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) >= min_colours, (path, colours)

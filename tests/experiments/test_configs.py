@@ -7,9 +7,14 @@ from experiments.lib import train
 
 
 def test_every_config_is_valid():
+  from experiments.lib.methods import parse_methods
+  assert {'mnist_lenet', 'mnist_deep_mlp', 'mnist_transformer',
+          'cifar10_full', 'cifar10_full_50k', 'cifar10_full_short',
+          'imagenet_alexnet'} <= set(configs.available())
   for name in configs.available():
-    methods = configs.validate(configs.get_config(name))
-    assert methods, name
+    config = configs.get_config(name)
+    methods = configs.validate(config)
+    assert tuple(methods) == tuple(parse_methods(config.methods)), name
 
 
 def test_config_overrides_are_typed():

@@ -11,7 +11,7 @@ from experiments.lib import records
 from experiments import report as report_lib
 from experiments.analysis import results as results_lib
 from experiments.lib import stats
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_plot
 
 
 def _results(method, errors, factors=None):
@@ -63,7 +63,13 @@ def test_report_help_and_rewrite(tmp_path, capsys):
   out = capsys.readouterr().out
   for name in results_lib.OUTPUTS:
     assert f'wrote {tmp_path / "w" / name}' in out
-    assert os.path.getsize(tmp_path / 'w' / name) > 0
+  results = records.Results.from_json(payload)
+  assert (tmp_path / 'w' / 'table.md').read_text() == \
+      results_lib.table_markdown(results)
+  assert (tmp_path / 'w' / 'factors.md').read_text() == \
+      results_lib.factors_markdown(results)
+  for name in ('curves.png', 'layer_rates.png'):
+    assert_plot(tmp_path / 'w' / name)
 
 
 def test_every_committed_results_json_loads_as_a_record():

@@ -17,7 +17,7 @@ from experiments.analysis import sweeps as sweeps_out
 from experiments.lib import grid as grid_lib
 from experiments.lib import train
 from experiments.lib.methods import Method
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_plot
 
 SWEEP_ARGS = ['--config.data_source=local', '--config.num_steps=4',
               '--config.eval_every=2', '--config.log_every=2',
@@ -59,6 +59,11 @@ def test_sweep_end_to_end_and_resume(mnist_dir, tmp_path, monkeypatch):
     assert set(rates) <= {0.005, 0.01, 0.02, 0.04} and len(rates) >= 2
   for name in sweeps_out.OUTPUTS:
     assert os.path.getsize(os.path.join(workdir, name)) > 0
+  assert_plot(os.path.join(workdir, 'tuning.png'))
+  assert open(os.path.join(workdir, 'grid.md')).read() == \
+      sweeps_out.grid_markdown(payload)
+  assert open(os.path.join(workdir, 'best.md')).read() == \
+      sweeps_out.best_markdown(payload)
   best_md = open(os.path.join(workdir, 'best.md')).read()
   assert '| sgd+layer | sgd |' in best_md
   # The report rebuilds the same outputs from the runs alone.
@@ -171,7 +176,7 @@ def test_every_method_has_a_plot_style(tmp_path):
   sweeps_out.plot_tuning({'grid': grid, 'experiment': 'x', 'best': {},
                          'grid_seeds': 1},
                     path)
-  assert os.path.getsize(path) > 0
+  assert_plot(path)
 
 
 def test_methods_replay_independently():

@@ -22,7 +22,7 @@ from experiments.analysis import results as results_lib
 from experiments.lib import train
 from experiments.lib.methods import Method
 from tests.package import reference
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_plot
 
 
 def test_train_step_is_a_pure_function_of_state_and_batch(mnist_config):
@@ -102,6 +102,8 @@ def check_outputs(workdir, methods, num_seeds, eval_steps,
                   layers=('conv1', 'conv2', 'ip1', 'ip2')):
   for name in ('results.json', 'table.md', 'curves.png', 'layer_rates.png'):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  for name in ('curves.png', 'layer_rates.png'):
+    assert_plot(os.path.join(workdir, name))
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
   assert results['eval_steps'] == eval_steps
@@ -184,6 +186,30 @@ def test_any_mnist_format_folder_trains_without_the_papers_numbers(
           'The paper reports no numbers for this experiment') in table
 
 
+def check_semantics(results, config, eval_examples: int):
+  """What every end-to-end run must satisfy, from the config alone: the
+  recorded rate is Caffe's rate of the last step before each evaluation
+  (reference.caffe_rate), error rates are whole examples of the evaluation
+  set, top-5 error never exceeds top-1, and every layer's factor is >= 1
+  (1 without the layer rate applied is not recorded; eq. 9 is >= 1)."""
+  steps = list(range(config.eval_every, config.num_steps + 1,
+                     config.eval_every))
+  assert results.eval_steps == steps
+  for run in results.runs:
+    want = [reference.caffe_rate(
+        config.lr_policy, run.base_lr, s - 1, gamma=config.lr_gamma,
+        power=config.lr_power, stepsize=config.lr_stepsize,
+        stepvalues=tuple(config.lr_stepvalues)) for s in steps]
+    np.testing.assert_allclose(run.learning_rate, want, rtol=1e-6)
+    for error, top5 in zip(run.test_error, run.test_top5_error):
+      examples = error / 100 * eval_examples
+      assert abs(examples - round(examples)) < 1e-6, (error, eval_examples)
+      assert top5 <= error + 1e-9
+    assert np.isfinite(run.train_loss).all()
+    for layer, factors in run.layer_factors.items():
+      assert all(f >= 1.0 for f in factors), (run.method, layer)
+
+
 def test_end_to_end_tfds_mock_data(mnist_config, tmp_path):
   import tensorflow_datasets as tfds
   workdir = str(tmp_path / 'w')
@@ -192,6 +218,7 @@ def test_end_to_end_tfds_mock_data(mnist_config, tmp_path):
     results = train.train_and_evaluate(config, workdir)
   results_lib.write_all(results, workdir)
   check_outputs(workdir, ['sgd', 'sgd+layer'], 1, [2, 4])
+  check_semantics(results, config, eval_examples=16)
 
 
 def test_cifar10_local_zip_end_to_end(cifar_dir, cifar_cache, tmp_path):
@@ -205,6 +232,8 @@ def test_cifar10_local_zip_end_to_end(cifar_dir, cifar_cache, tmp_path):
   assert [r.method for r in results.runs] == ['sgd', 'sgd+layer']
   assert set(results.runs[0].layer_factors) == {'conv1', 'conv2', 'conv3',
                                                 'ip1'}
+  # The generated zip holds 40 test images (4 per class), all evaluated.
+  check_semantics(results, config, eval_examples=40)
 
 
 def test_cifar10_tfds_mock_data(tmp_path):
@@ -215,7 +244,8 @@ def test_cifar10_tfds_mock_data(tmp_path):
                      batch_size=8, eval_batch_size=8, checkpoint_every=0))
   with tfds.testing.mock_data(num_examples=16):
     results = train.train_and_evaluate(config, str(tmp_path / 'w'))
-  assert len(results.runs) == 2
+  assert [r.method for r in results.runs] == ['sgd', 'sgd+layer']
+  check_semantics(results, config, eval_examples=16)
 
 
 def test_imagenet_tfds_mock_data_end_to_end(tmp_path):
@@ -231,6 +261,7 @@ def test_imagenet_tfds_mock_data_end_to_end(tmp_path):
   assert len(run.test_top5_error) == 1
   assert set(run.layer_factors) == {'conv1', 'conv2', 'conv3', 'conv4',
                                     'conv5', 'fc6', 'fc7', 'fc8'}
+  check_semantics(results, config, eval_examples=8)
 
 
 def test_vmapped_seeds_equal_sequential_seeds(mnist_config, tmp_path,

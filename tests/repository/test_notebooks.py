@@ -5,12 +5,13 @@ with smaller run sizes, the values of each notebook's parameters cell, to
 keep the suite short; the code run is the same."""
 
 import os
+import re
 
 import nbformat
 import pytest
 
 from notebooks import build
-from tests.conftest import real_data
+from tests.conftest import assert_plot, real_data
 
 # The notebooks that read MNIST (../../shared/data/mnist beside the
 # repository, else TFDS); saddle_points needs no data.
@@ -27,12 +28,24 @@ QUICK_SIZES = {
 }
 
 
+def _assert_real_plots(outputs, folder):
+  """Every image output is a drawn plot (and there is at least one)."""
+  import base64
+  images = [o['data']['image/png'] for o in outputs
+            if 'image/png' in o.get('data', {})]
+  assert images
+  for i, data in enumerate(images):
+    path = folder / f'plot{i}.png'
+    path.write_bytes(base64.b64decode(data))
+    assert_plot(path, min_size=(200, 150))
+
+
 def _code(nb):
   return [(c.cell_type, c.source, c.metadata.get('tags')) for c in nb.cells]
 
 
 @pytest.mark.parametrize('name', build.NOTEBOOKS)
-def test_committed_notebook_is_generated_and_has_outputs(name):
+def test_committed_notebook_is_generated_and_has_outputs(name, tmp_path):
   committed = nbformat.read(os.path.join(build.HERE, f'{name}.ipynb'), 4)
   assert _code(committed) == _code(build.build(name)), (
       f'{name}.ipynb differs from notebooks/src/{name}.py: regenerate it with '
@@ -42,13 +55,14 @@ def test_committed_notebook_is_generated_and_has_outputs(name):
   assert not [o for o in outputs if o.output_type == 'error']
   assert any('image/png' in o.get('data', {}) for o in outputs), (
       f'{name}.ipynb has no plots: it was committed without executing')
+  _assert_real_plots(outputs, tmp_path)
   assert build.colab_url(name) in committed.cells[0].source
 
 
 @pytest.mark.parametrize('name', [
     pytest.param(n, marks=pytest.mark.real_data) if n in NEEDS_MNIST else n
     for n in build.NOTEBOOKS])
-def test_notebook_executes_headlessly(name):
+def test_notebook_executes_headlessly(name, tmp_path):
   if name in NEEDS_MNIST:
     real_data('mnist')
   nb = nbformat.read(os.path.join(build.HERE, f'{name}.ipynb'), 4)
@@ -58,7 +72,15 @@ def test_notebook_executes_headlessly(name):
               if 'injected-parameters' in c.metadata.get('tags', [])]
   assert len(injected) == 1 and injected[0].outputs == []
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
-  assert any('image/png' in o.get('data', {}) for o in outputs)
+  _assert_real_plots(outputs, tmp_path)
+  printed = ''.join(o.get('text', '') for o in outputs)
+  if name == 'saddle_points':
+    # One summary row per (rate, distance) of the run sizes given.
+    sizes = QUICK_SIZES[name]
+    rows = [line for line in printed.splitlines()
+            if re.match(r'^\s*[\d.]+\s+[\d.e+-]+ \|', line)]
+    assert len(rows) == len(sizes['RATES']) * len(sizes['SCALES']), printed
+    assert 'layer faster than global:' in printed
 
 
 def test_parameters_must_be_defined_by_the_parameters_cell():
