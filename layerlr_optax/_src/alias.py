@@ -27,14 +27,15 @@ def sgd(
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
-  The layer factor ``f_l = 1 + log(1 + 1/||g_l||)`` of the raw gradient
-  multiplies the gradient *before* the momentum trace, so a layer's rate enters
-  the history as in Caffe's solvers. With momentum ``mu`` and learning rate
-  ``t``::
+  The layer factor :math:`f_l = 1 + \log(1 + 1/\|g_l\|_2)` of the raw
+  gradient multiplies the gradient *before* the momentum trace, so a layer's
+  rate enters the history as in Caffe's solvers. With momentum :math:`\mu`
+  and learning rate :math:`t`:
 
-    v   <- mu * v + f_l * g_l
-    u_l  = -t * v                          (nesterov=False)
-    u_l  = -t * (f_l * g_l + mu * v)       (nesterov=True)
+  .. math::
+    v \leftarrow \mu v + f_l g_l, \qquad
+    u_l = -t\, v \;\;\text{(nesterov=False)}, \qquad
+    u_l = -t\,(f_l g_l + \mu v) \;\;\text{(nesterov=True)}.
 
   With a constant ``t`` this equals Caffe's SGDSolver (``v <- mu v + t f_l g;
   x <- x - v``) and NesterovSolver (``x <- x - ((1 + mu) v - mu v_prev)``) with
@@ -61,6 +62,10 @@ def sgd(
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Singh, De, Zhang, Goldstein and Taylor, `Layer-Specific Adaptive Learning
+    Rates for Deep Networks <https://arxiv.org/abs/1510.04609>`_, 2015.
 
   Example:
     >>> import jax
@@ -116,12 +121,14 @@ def adagrad(
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
-  Paper eq. 8 with ``t`` replaced by ``t_l``: the accumulator sums the raw
-  squared gradients (optax's conventions), and the factor of the raw
-  gradient's layer norm multiplies the final step::
+  Paper eq. 8 with :math:`t` replaced by :math:`t_l`: the accumulator sums
+  the raw squared gradients (optax's conventions; :math:`s` starts at
+  `initial_accumulator_value`), and the factor of the raw gradient's layer
+  norm multiplies the final step:
 
-    s   <- s + g^2                     (s starts at initial_accumulator_value)
-    u_l  = -t * f_l * g_l / sqrt(s_l + eps)
+  .. math::
+    s \leftarrow s + g^2, \qquad
+    u_l = -t\, f_l\, \frac{g_l}{\sqrt{s_l + \epsilon}} .
 
   Equal to ``layerwise(optax.adagrad(...))``; the state is `optax.adagrad`'s.
 
@@ -142,6 +149,10 @@ def adagrad(
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Singh, De, Zhang, Goldstein and Taylor, `Layer-Specific Adaptive Learning
+    Rates for Deep Networks <https://arxiv.org/abs/1510.04609>`_, 2015.
 
   Example:
     >>> import jax.numpy as jnp

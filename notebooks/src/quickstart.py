@@ -85,7 +85,8 @@ print(layerlr_optax.layer_partition(params))
 #
 # Caffe's LeNet and solver settings (lr 0.01, momentum 0.9, weight decay
 # 5e-4), 400 iterations of batch 64, 2 seeds each. Offline this reads the
-# MNIST files in `../../shared/data/mnist`; elsewhere it uses TFDS.
+# MNIST files in `$LAYERLR_DATA/mnist` (default `../../shared/data/mnist`);
+# elsewhere it uses TFDS.
 
 # %% [parameters]
 # Run sizes. The text describes these; smaller ones give a quick look (the
@@ -93,8 +94,10 @@ print(layerlr_optax.layer_partition(params))
 NUM_STEPS, EVAL_EVERY, BATCH, SEEDS = 400, 50, 64, (0, 1)
 
 # %%
-LOCAL_MNIST = os.path.abspath(os.path.join('..', '..', 'shared', 'data',
-                                           'mnist'))
+# The local MNIST files: in $LAYERLR_DATA/mnist, else beside the repository.
+LOCAL_MNIST = os.path.abspath(os.path.join(
+    os.environ.get('LAYERLR_DATA') or os.path.join('..', '..', 'shared',
+                                                   'data'), 'mnist'))
 source = 'local' if os.path.isdir(LOCAL_MNIST) else 'tfds'
 mnist = data_lib.load('mnist', source, LOCAL_MNIST if source == 'local'
                       else None)

@@ -36,8 +36,10 @@ import optax
 import layerlr_optax
 from experiments.lib import data as data_lib
 
-LOCAL_MNIST = os.path.abspath(os.path.join('..', '..', 'shared', 'data',
-                                           'mnist'))
+# The local MNIST files: in $LAYERLR_DATA/mnist, else beside the repository.
+LOCAL_MNIST = os.path.abspath(os.path.join(
+    os.environ.get('LAYERLR_DATA') or os.path.join('..', '..', 'shared',
+                                                   'data'), 'mnist'))
 source = 'local' if os.path.isdir(LOCAL_MNIST) else 'tfds'
 mnist = data_lib.load('mnist', source, LOCAL_MNIST if source == 'local'
                       else None)

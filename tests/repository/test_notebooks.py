@@ -13,8 +13,9 @@ import pytest
 from notebooks import build
 from tests.conftest import assert_plot, real_data
 
-# The notebooks that read MNIST (../../shared/data/mnist beside the
-# repository, else TFDS); saddle_points needs no data.
+# The notebooks that read MNIST ($LAYERLR_DATA/mnist, by default
+# ../shared/data/mnist beside the repository, else TFDS); saddle_points
+# needs no data.
 NEEDS_MNIST = ('quickstart', 'vanishing_gradients')
 
 
