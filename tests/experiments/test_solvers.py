@@ -11,18 +11,11 @@ from experiments.lib.methods import Method
 from experiments.lib.methods import comparisons
 from experiments.lib.methods import parse_methods
 from tests.package import reference
+from tests.package.toy_tree import nest
 
 TOY_SHAPES = {'conv1/kernel': (3, 2), 'conv1/bias': (2,), 'ip1/kernel': (2, 4),
               'ip1/bias': (4,)}
 TOY_LAYERS = [['conv1/bias', 'conv1/kernel'], ['ip1/bias', 'ip1/kernel']]
-
-
-def _nest(flat):
-  out = {}
-  for k, v in flat.items():
-    m, leaf = k.split('/')
-    out.setdefault(m, {})[leaf] = v
-  return out
 
 
 def _toy_grads(flat, step):
@@ -37,7 +30,7 @@ def _run_solver(method, config, steps=25, reference_layers='module',
   config.decay_mult = {'ip1/bias': 0.0, 'ip1/kernel': 3.0}
   rng = np.random.default_rng(0)
   flat = {k: rng.standard_normal(s) for k, s in TOY_SHAPES.items()}
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _nest(flat))
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), nest(flat))
   solver = solvers.make_solver(Method.parse(method), config, params)
   state = solver.optimizer.init(params)
   kind = {'sgd': 'sgd', 'nag': 'nesterov', 'adagrad': 'adagrad',
@@ -65,7 +58,7 @@ def _run_solver(method, config, steps=25, reference_layers='module',
                 for m, d in params.items() for l, v in d.items()}
     grads = _toy_grads(flat_now, step)
     updates, state = update(
-        jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _nest(grads)),
+        jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), nest(grads)),
         state, params)
     params = jax.tree.map(lambda p, u: p + u, params, updates)
     ref_params = ref.step(ref_params, _toy_grads(ref_params, step))

@@ -40,15 +40,11 @@ def run(page: str) -> list[tuple[str, str | None, str]]:
   """Runs the page's blocks; (code, expected, printed) for each."""
   namespace: dict = {'__name__': '__docs__'}
   results = []
-  cwd = os.getcwd()
-  try:
-    for code, expected, _ in examples(page):
-      printed = io.StringIO()
-      with contextlib.redirect_stdout(printed):
-        exec(compile(code, page, 'exec'), namespace)  # noqa: S102
-      results.append((code, expected, printed.getvalue()))
-  finally:
-    os.chdir(cwd)
+  for code, expected, _ in examples(page):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+      exec(compile(code, page, 'exec'), namespace)  # noqa: S102
+    results.append((code, expected, printed.getvalue()))
   return results
 
 

@@ -105,20 +105,21 @@ def test_nothing_imports_an_entry_point():
   assert not importers
 
 
-def test_framework_imports_only_itself_and_the_configs():
+def _assert_imports_only(prefix: str, allowed: tuple[str, ...]) -> None:
   for module, deps in import_graph().items():
-    if module.startswith('experiments.lib'):
-      outside = {d for d in deps if not d.startswith(('experiments.lib',
-                                                      'experiments.configs'))}
+    if module.startswith(prefix):
+      outside = {d for d in deps if not d.startswith(allowed)}
       assert not outside, (module, outside)
+
+
+def test_framework_imports_only_itself_and_the_configs():
+  _assert_imports_only('experiments.lib',
+                       ('experiments.lib', 'experiments.configs'))
 
 
 def test_configs_import_only_the_framework():
-  for module, deps in import_graph().items():
-    if module.startswith('experiments.configs'):
-      outside = {d for d in deps if not d.startswith(('experiments.lib',
-                                                      'experiments.configs'))}
-      assert not outside, (module, outside)
+  _assert_imports_only('experiments.configs',
+                       ('experiments.lib', 'experiments.configs'))
 
 
 def test_analysis_never_imports_the_training_loop():
