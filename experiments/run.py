@@ -1,8 +1,10 @@
 """Entry point: ``python -m experiments.run EXPERIMENT --workdir DIR
-[--config.KEY=VALUE ...] [--overwrite]``.
+[--config.KEY=VALUE ...] [--overwrite] [--parallel N]``.
 
 EXPERIMENT names a config file in experiments/configs/ (e.g. mnist_lenet);
 ``--config.KEY=VALUE`` overrides one of its keys, typed like the key's value.
+``--parallel N`` trains the methods in N worker processes on this machine
+(each runs this command with ``--only METHODS``), e.g. to fill one GPU.
 """
 
 from __future__ import annotations
@@ -14,6 +16,24 @@ from experiments.analysis import results as results_lib
 from experiments.lib import cli
 from experiments.lib import parallel
 from experiments.lib import train
+from experiments.lib import workers as workers_lib
+
+
+def _add_arguments(parser) -> None:
+  parser.add_argument(
+      '--overwrite', action='store_true',
+      help='start afresh; old outputs are moved to '
+      'WORKDIR/previous-<time>/, never deleted')
+  parser.add_argument(
+      '--parallel', type=int, default=1, metavar='N',
+      help='train the methods in N worker processes on this machine (one '
+      'accelerator shared, or N x the CPU threads); each trains whole '
+      'methods and logs to WORKDIR/workers/; the outputs are written when '
+      'every run has finished')
+  parser.add_argument(
+      '--only', metavar='METHODS',
+      help='train only these methods of config.methods (comma separated) '
+      'and write no outputs: what each worker of --parallel runs')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,18 +42,37 @@ def main(argv: list[str] | None = None) -> int:
       'python -m experiments.run',
       'Runs one experiment: every method x seed, then the results.json, '
       'table.md, curves.png and layer_rates.png in --workdir.', argv,
-      lambda p: p.add_argument(
-          '--overwrite', action='store_true',
-          help='start afresh; old outputs are moved to '
-          'WORKDIR/previous-<time>/, never deleted')), debug)
+      _add_arguments), debug)
   if parsed is None:
     return 2
   args, config = parsed
+  if args.parallel < 1:
+    print(f'error: --parallel must be >= 1, got {args.parallel}.',
+          file=sys.stderr)
+    return 2
   with cli.sigterm_as_interrupt(config):
-    results = cli.user_errors_as_messages(
-        lambda: train.train_and_evaluate(config, args.workdir,
-                                         overwrite=args.overwrite),
-        args.debug)
+    if args.only is not None:
+      trained = cli.user_errors_as_messages(
+          lambda: train.train_methods(config, args.workdir, args.only),
+          args.debug)
+      return 2 if trained is None else 0
+    if args.parallel > 1:
+      os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+      worker_argv = list(sys.argv[1:] if argv is None else argv)
+      try:
+        results = cli.user_errors_as_messages(
+            lambda: train.train_in_workers(config, args.workdir, worker_argv,
+                                           args.parallel,
+                                           overwrite=args.overwrite),
+            args.debug)
+      except workers_lib.Unfinished as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    else:
+      results = cli.user_errors_as_messages(
+          lambda: train.train_and_evaluate(config, args.workdir,
+                                           overwrite=args.overwrite),
+          args.debug)
   if results is None:
     return 2
   if not parallel.is_writer():

@@ -29,8 +29,6 @@ when they stop.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +36,6 @@ from typing import Any
 import jax
 import ml_collections
 
-from experiments import configs
 from experiments.analysis import sweeps as sweeps_lib
 from experiments.lib import cli
 from experiments.lib import data as data_lib
@@ -46,7 +43,7 @@ from experiments.lib import grid as grid_lib
 from experiments.lib import records
 from experiments.lib import train
 from experiments.lib import workdir as workdir_lib
-from experiments.lib.methods import Method
+from experiments.lib import workers as workers_lib
 
 
 class Sweep:
@@ -72,7 +69,8 @@ class Sweep:
         several processes share one workdir (`--parallel`).
     """
     methods = grid_lib.validate(config)
-    self.train_methods = _select(methods, only)
+    self.train_methods = workers_lib.select(methods, only,
+                                            'config.sweep.methods')
     config = config.copy_and_resolve_references()
     config.on_divergence = 'record'
     config.checkpoint_every = 0
@@ -138,23 +136,6 @@ class Sweep:
     return payload
 
 
-def _select(methods: Sequence[Method], only) -> tuple[Method, ...]:
-  """The methods named in `only` (a list or 'a,b'), in sweep order."""
-  if only is None:
-    return tuple(methods)
-  names = [n.strip() for n in (only.split(',') if isinstance(only, str)
-                               else only) if n.strip()]
-  known = {m.name: m for m in methods}
-  unknown = [n for n in names if n not in known]
-  if unknown or not names:
-    raise configs.ConfigError(
-        f'--only {",".join(names) or "(nothing)"}: '
-        + (f'{", ".join(unknown)} not in' if unknown else 'name methods of')
-        + f' config.sweep.methods ({", ".join(known)}); --only chooses which '
-        'of the sweep\'s methods this process trains.')
-  return tuple(m for m in methods if m.name in names)
-
-
 def _add_arguments(parser) -> None:
   parser.add_argument(
       '--overwrite', action='store_true',
@@ -170,22 +151,6 @@ def _add_arguments(parser) -> None:
       'methods, logs to WORKDIR/workers/; outputs written when all stop')
 
 
-def _worker_argv(argv: Sequence[str], methods: Sequence[Method]) -> list[str]:
-  """This command's arguments for a worker training `methods`."""
-  out, skip = [], False
-  for arg in argv:
-    if skip:
-      skip = False
-      continue
-    if arg in ('--parallel', '--only', '--overwrite'):
-      skip = arg != '--overwrite'
-      continue
-    if arg.startswith(('--parallel=', '--only=')):
-      continue
-    out.append(arg)
-  return out + ['--only', ','.join(m.name for m in methods)]
-
-
 def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   """Trains `sweep.train_methods` in `workers` subprocesses sharing its
   workdir (methods dealt round-robin), then writes the outputs.
@@ -194,36 +159,9 @@ def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
   keeps its finished runs, as a stopped sweep does) and still writes the
   outputs of what finished.
   """
-  groups = [list(sweep.train_methods[i::workers]) for i in range(workers)]
-  groups = [g for g in groups if g]
-  logs = os.path.join(sweep.workdir, 'workers')
-  os.makedirs(logs, exist_ok=True)
-  env = dict(os.environ, **sweep.store.claim.lease_env())
-  # N processes share one accelerator: none may take most of its memory.
-  env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
-  procs = []
-  interrupted = False
-  try:
-    for i, group in enumerate(groups):
-      names = ','.join(m.name for m in group)
-      path = os.path.join(logs, f'worker{i}.log')
-      with open(path, 'w') as log:
-        procs.append(subprocess.Popen(
-            [sys.executable, '-m', 'experiments.sweep',
-             *_worker_argv(argv, group)],
-            stdout=log, stderr=subprocess.STDOUT, env=env))
-      print(f'worker {i}: {names} (log: {path})', flush=True)
-    codes = [p.wait() for p in procs]
-  except KeyboardInterrupt:
-    interrupted = True
-    for p in procs:
-      if p.poll() is None:
-        p.send_signal(signal.SIGINT)  # a worker's Ctrl-C: saves, then stops
-    codes = [p.wait() for p in procs]
-  for i, code in enumerate(codes):
-    if code:
-      print(f'worker {i} stopped with exit status {code}; see '
-            f'{os.path.join(logs, f"worker{i}.log")}', file=sys.stderr)
+  codes, interrupted = workers_lib.run(
+      'experiments.sweep', argv, sweep.train_methods, workers,
+      os.path.join(sweep.workdir, 'workers'), sweep.store.claim.lease_env())
   sweep.close()
   payload = sweeps_lib.summary(sweeps_lib.load(sweep.workdir))
   sweeps_lib.write_outputs(payload, sweep.workdir)

@@ -10,11 +10,14 @@
 - `train_and_evaluate(config, workdir)`: every method x seed of an
   experiment, then ``results.json`` in `workdir` (its tables and plots are
   the analysis layer's: ``experiments.analysis.results.write_all``, which
-  ``python -m experiments.run`` calls).
+  ``python -m experiments.run`` calls). `train_in_workers` does the same
+  with the methods shared out to worker processes on this machine, each
+  running `train_methods`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +42,7 @@ from experiments.lib import provenance
 from experiments.lib import records
 from experiments.lib import solvers
 from experiments.lib import workdir as workdir_lib
+from experiments.lib import workers as workers_lib
 from experiments.lib.methods import Method
 from experiments.lib.records import RunSpec
 
@@ -500,11 +504,88 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     store.close()
 
 
-def _train_and_write(config, workdir: str, methods, pipeline,
-                     store: workdir_lib.RunStore) -> records.Results:
-  seeds = [config.seed_offset + i for i in range(config.num_seeds)]
-  specs = [RunSpec(m, s) for m in methods for s in seeds]
+def train_methods(config: ml_collections.ConfigDict, workdir: str,
+                  only: str | Sequence[str]) -> int:
+  """A worker's share of an experiment: trains (or resumes) every seed of
+  the methods `only` names into `workdir`, and writes no outputs; returns
+  how many runs it trained.
+
+  Run inside the claim of a parent that made the workdir
+  (`train_in_workers`), or alone on a workdir no one else uses.
+  """
+  methods = workers_lib.select(configs.validate(config), only,
+                               'config.methods')
+  pipeline = data_lib.make_pipeline(config)
+  store = workdir_lib.RunStore(workdir, config)
+  try:
+    specs = _specs(config, methods)
+    todo = sum(not store.has_run(s.name) for s in specs)
+    train_runs(config, specs, store, pipeline)
+    return todo
+  finally:
+    store.close()
+
+
+def train_in_workers(config: ml_collections.ConfigDict, workdir: str,
+                     argv: Sequence[str], workers: int,
+                     overwrite: bool = False) -> records.Results | None:
+  """`train_and_evaluate` with the methods shared out (round-robin) to
+  `workers` processes of ``python -m experiments.run ARGV --only ...`` on
+  this machine, e.g. to fill one accelerator; their logs are in
+  ``workdir/workers/``.
+
+  Returns:
+    The results, written once every run has finished.
+
+  Raises:
+    workers.Unfinished: a worker failed; the finished runs are kept and the
+      same command resumes the others.
+    KeyboardInterrupt: Ctrl-C (or SIGTERM) stopped the workers, each after
+      saving what it finished.
+  """
+  if config.get('distributed'):
+    raise configs.ConfigError(
+        '--parallel starts its own processes on this machine; it cannot be '
+        'combined with config.distributed (one multi-process JAX job). Use '
+        'one or the other.')
+  methods = configs.validate(config)
+  pipeline = data_lib.make_pipeline(config)
+  store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)
   start = time.perf_counter()
+  try:
+    codes, interrupted = workers_lib.run(
+        'experiments.run', argv, methods, workers,
+        os.path.join(workdir, 'workers'), store.claim.lease_env())
+    if interrupted:
+      raise KeyboardInterrupt
+    missing = [s.name for s in _specs(config, methods)
+               if not store.has_run(s.name)]
+    if missing:
+      raise workers_lib.Unfinished(
+          f'{len(missing)} runs are not finished ({", ".join(missing[:6])}'
+          f'{", ..." if len(missing) > 6 else ""}; worker exit statuses '
+          f'{codes}); the finished ones are kept in --workdir/runs/. Fix '
+          'what the workers\' logs say, then run the same command again to '
+          'resume.')
+    return _train_and_write(config, workdir, methods, pipeline, store,
+                            start)
+  finally:
+    store.close()
+
+
+def _specs(config: ml_collections.ConfigDict,
+           methods: Sequence[Method]) -> list[RunSpec]:
+  seeds = [config.seed_offset + i for i in range(config.num_seeds)]
+  return [RunSpec(m, s) for m in methods for s in seeds]
+
+
+def _train_and_write(config, workdir: str, methods, pipeline,
+                     store: workdir_lib.RunStore,
+                     start: float | None = None) -> records.Results:
+  """Trains what is missing, then writes results.json; `start` is when the
+  session began (`time.perf_counter`), if before this call."""
+  specs = _specs(config, methods)
+  start = time.perf_counter() if start is None else start
   vmapped = train_runs(config, specs, store, pipeline)
   runs = [store.load_run(spec.name) for spec in specs]
   results = records.Results(

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from layerlr_optax._src import layers as layers_lib
@@ -574,10 +575,23 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
         f'layerlr_optax: the optimizer state holds {len(found)} sets of '
         'recorded layer factors; expected exactly one. Create the layer-rate '
         'transform with record_factors=True (once per optimizer).')
-  # Framework containers (nnx.Optimizer's OptState variables) box each
-  # factor; the array is the box's one leaf.
-  return {name: jax.tree.leaves(value)[0]
-          for name, value in found[0].factors.items()}
+  return {name: _unboxed(value) for name, value in found[0].factors.items()}
+
+
+def _unboxed(value: Any) -> Any:
+  """The array inside a framework's box, or `value` itself.
+
+  An ``nnx.Optimizer`` boxes each factor in a Variable: since Flax 0.11 a
+  pytree whose one leaf is the array, before that an object holding it as
+  ``.value``.
+  """
+  leaves = jax.tree.leaves(value)
+  if len(leaves) == 1:
+    value = leaves[0]
+  while not isinstance(value, (jax.Array, np.ndarray)) and hasattr(
+      value, 'value'):
+    value = value.value
+  return value
 
 
 def layer_stats(

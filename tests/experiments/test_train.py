@@ -146,6 +146,45 @@ def test_end_to_end_local_mnist_from_the_command_line(mnist_dir, tmp_path):
   assert results['data']['paper_data'] is False
 
 
+def test_parallel_workers_train_what_one_process_trains(mnist_dir, tmp_path,
+                                                       monkeypatch):
+  """run --parallel 2: one method per worker in one workdir, the same runs
+  (bit for bit) and outputs as one process; the workers' logs are kept."""
+  monkeypatch.setenv('PYTHONPATH', ROOT)
+  args = ['mnist_lenet', '--config.data_source=local',
+          f'--config.data_dir={mnist_dir}', '--config.num_seeds=2',
+          '--config.num_steps=4', '--config.eval_every=2',
+          '--config.log_every=2', '--config.methods=sgd,adagrad+layer']
+  one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
+  assert run_lib.main(args + ['--workdir', one]) == 0
+  assert run_lib.main(args + ['--workdir', two, '--parallel', '2']) == 0
+  assert sorted(os.listdir(os.path.join(two, 'workers'))) == [
+      'worker0.log', 'worker1.log']
+  results = check_outputs(two, ['sgd', 'adagrad+layer'], 2, [2, 4])
+  with open(os.path.join(one, 'results.json')) as f:
+    reference = json.load(f)
+  timing = ('wall_seconds',)
+  assert [{k: v for k, v in r.items() if k not in timing}
+          for r in results['runs']] == [
+              {k: v for k, v in r.items() if k not in timing}
+              for r in reference['runs']]
+  assert results['session_wall_seconds'] > 0
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--only', 'sgd,nag'], 'nag not in config.methods'),
+    (['--parallel', '0'], '--parallel must be >= 1'),
+    (['--parallel', '2', '--config.distributed=True'], 'cannot be combined'),
+])
+def test_bad_worker_arguments(mnist_dir, tmp_path, capsys, extra, message):
+  args = ['mnist_lenet', '--workdir', str(tmp_path / 'w'),
+          '--config.data_source=local', f'--config.data_dir={mnist_dir}',
+          '--config.methods=sgd,sgd+layer'] + extra
+  assert run_lib.main(args) == 2
+  assert message in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'w' / 'runs')
+
+
 def test_the_real_mnist_shows_the_papers_numbers(real_mnist_dir, tmp_path):
   workdir = str(tmp_path / 'w')
   assert run_lib.main(['mnist_lenet', '--workdir', workdir,
