@@ -3,10 +3,13 @@
   python scripts/min_versions.py            # jax==... jaxlib==... optax==...
   python scripts/min_versions.py --python   # 3.10
   python scripts/min_versions.py --extra test   # chex==... pytest==... of [test]
+  python scripts/min_versions.py --frameworks   # flax==... equinox==... chex==...
 
 Every `name>=X` of [project].dependencies becomes `name==X`, and jaxlib is
 pinned to jax's version, so scripts/test_min_versions.sh tests exactly the
-bounds the package declares.
+bounds the package declares. `--frameworks` pins, from whichever extra
+declares them, what the tests marked `frameworks` import (Flax, orbax,
+Equinox) and chex, so that those tests run at their lower bounds too.
 """
 
 from __future__ import annotations
@@ -45,6 +48,28 @@ def pins(extra: str | None = None) -> list[str]:
   return out
 
 
+# What the package's tests import beyond jax and optax, by their names in
+# the extras.
+FRAMEWORKS = ('chex', 'flax', 'orbax-checkpoint', 'equinox')
+
+
+def framework_pins() -> list[str]:
+  """``name==X`` for each of FRAMEWORKS, X its lower bound in the extra
+  that declares it."""
+  bounds = {}
+  for requirements in project()['optional-dependencies'].values():
+    for requirement in requirements:
+      match = _LOWER.match(requirement.strip())
+      if match:
+        bounds.setdefault(match.group(1), match.group(2))
+  missing = [name for name in FRAMEWORKS if name not in bounds]
+  if missing:
+    raise SystemExit(
+        f'min_versions: no extra declares a lower bound "name>=X" for '
+        f'{", ".join(missing)}.')
+  return [f'{name}=={bounds[name]}' for name in FRAMEWORKS]
+
+
 def python_version() -> str:
   match = re.fullmatch(r'>=\s*(3\.\d+)', project()['requires-python'].strip())
   if not match:
@@ -55,6 +80,8 @@ def python_version() -> str:
 if __name__ == '__main__':
   if sys.argv[1:] == ['--python']:
     print(python_version())
+  elif sys.argv[1:] == ['--frameworks']:
+    print(' '.join(framework_pins()))
   elif sys.argv[1:2] == ['--extra']:
     print(' '.join(pins(sys.argv[2])))
   else:

@@ -51,8 +51,8 @@ def pytest_configure(config):
   config.addinivalue_line(
       'markers', 'xdist_group(name): tests sharing a module-scoped fixture')
   config.addinivalue_line(
-      'markers', 'frameworks: needs Flax, Equinox or orbax (not installed in '
-      'the minimum-versions environment, which deselects these)')
+      'markers', 'frameworks: needs Flax, Equinox or orbax (not dependencies '
+      'of the package; the minimum-versions run installs their lower bounds)')
   config.addinivalue_line(
       'markers', 'real_data: needs the real MNIST/CIFAR-10 files '
       '($LAYERLR_DATA, default ../shared/data)')

@@ -1,8 +1,9 @@
 """The package with Flax and Equinox trees (scanned and unrolled).
 
 These need libraries that are not dependencies of `layerlr_optax`: marked
-`frameworks`, which the minimum-version run (scripts/test_min_versions.sh)
-deselects.
+`frameworks` (deselect them where those are not installed); the
+minimum-versions run (scripts/test_min_versions.sh) runs them at the lower
+bounds the extras declare.
 """
 
 import jax

@@ -24,6 +24,12 @@ def _run(cmd, *, cwd=ROOT, timeout=1800, env=None):
   return proc
 
 
+def _release(version: str) -> list[int]:
+  """'0.10' and '0.10.0' alike: [0, 10, 0]."""
+  parts = [int(p) for p in version.split('.')]
+  return parts + [0] * (3 - len(parts))
+
+
 def test_package_tests_pass_at_the_declared_minimum_versions():
   """pyproject.toml's lower bounds and oldest Python, tested as declared."""
   # pytest's summary is stdout's last line; set-up messages go to stderr.
@@ -37,6 +43,15 @@ def test_package_tests_pass_at_the_declared_minimum_versions():
   for requirement in project['dependencies']:
     name, version = requirement.split('>=')
     assert f'{name} {version}' in versions, (requirement, versions)
+  # The frameworks' tests ran at the extras' lower bounds (0.10 is 0.10.0).
+  frameworks = _run([sys.executable, os.path.join(
+      ROOT, 'scripts', 'min_versions.py'), '--frameworks']).stdout.split()
+  assert len(frameworks) == 4, frameworks
+  for pin in frameworks:
+    name, version = pin.split('==')
+    shown = re.search(rf'{re.escape(name)} ([0-9.]+)', versions)
+    assert shown and _release(shown.group(1)) == _release(version), (
+        pin, versions)
   summary = output.strip().splitlines()[-1]
   assert re.search(r'\d+ passed', summary) and 'failed' not in summary, summary
   assert 'skipped' not in summary, summary
