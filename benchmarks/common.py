@@ -82,6 +82,10 @@ OPTIMIZERS = {
     # A factor per stacked block (trees.stacked); elsewhere = layerlr_optax.sgd.
     'layerlr_optax.sgd[stacked]': lambda: layerlr_optax.sgd(
         0.01, momentum=0.9, stacked=_stacked_blocks),
+    # The anchor: optax's own transform that reads every gradient once more
+    # (its global norm) before the update, as this method must.
+    'optax.clip_by_global_norm+sgd': lambda: optax.chain(
+        optax.clip_by_global_norm(1.0), optax.sgd(0.01, momentum=0.9)),
     'optax.lars': lambda: optax.lars(0.01),
     'optax.lamb': lambda: optax.lamb(1e-3),
     'optax.adagrad': lambda: optax.adagrad(0.01),
@@ -91,7 +95,8 @@ OPTIMIZERS = {
         lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
 }
 QUICK_TREES = ('lenet', 'resnet50', 'deep_mlp_100')
-QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd', 'optax.lars')
+QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd',
+                    'optax.clip_by_global_norm+sgd', 'optax.lars')
 
 
 def make_step(opt):

@@ -27,6 +27,21 @@ def _optimizer_by_tree(cases, cell) -> str:
                  for t in trees] for name in optimizers])
 
 
+def _ratio(case: dict, field: str = 'ratio') -> str:
+  """A case's ratio; with its range over processes where it was repeated
+  (`benchmarks.repeated`)."""
+  text = f'{case[field]:.2f}'
+  if f'{field}_min' in case:
+    text += f' ({case[f"{field}_min"]:.2f}-{case[f"{field}_max"]:.2f})'
+  return text
+
+
+def _repetitions(payload: dict) -> str:
+  n = payload.get('repetitions')
+  return (f' Repeated in {n} fresh processes: the median over them, '
+          '(min-max) beside it.' if n else '')
+
+
 def overhead_tables(payload: dict) -> str:
   cases = payload['cases']
   baseline = [c for c in cases if c['optimizer'] == 'optax.sgd']
@@ -37,13 +52,13 @@ def overhead_tables(payload: dict) -> str:
   return '\n\n'.join([
       f'Backend {payload["backend"]}, {payload["device"]}, {payload["host"]}, '
       f'jax {payload["jax"]}; median of {payload["repeats"]}+ interleaved '
-      'repetitions.',
+      'repetitions.' + _repetitions(payload),
       '**Update-only time, ratio to optax.sgd(m=0.9)** (target for '
       f'layerlr_optax.sgd: <= {TARGET_UPDATE} on CPU)',
-      _optimizer_by_tree(cases, lambda c: f'{c["ratio"]:.2f}'),
+      _optimizer_by_tree(cases, _ratio),
       '**Compile time, ratio to optax.sgd** (target: <= '
       f'{TARGET_COMPILE})',
-      _optimizer_by_tree(cases, lambda c: f'{c["compile_ratio"]:.2f}'),
+      _optimizer_by_tree(cases, lambda c: _ratio(c, 'compile_ratio')),
       '**Baseline absolute numbers**',
       common.markdown_table(['', *[c['tree'] for c in baseline]], base),
   ])
@@ -52,10 +67,12 @@ def overhead_tables(payload: dict) -> str:
 def train_step_tables(payload: dict) -> str:
   rows = [[c['tree'], c['optimizer'], c['batch_size'],
            f'{1e3 * c["median_s"]:.2f}', f'{c["images_per_s"]:.0f}',
-           f'{c["ratio"]:.3f}'] for c in payload['cases']]
+           _ratio(c) if 'ratio_min' in c else f'{c["ratio"]:.3f}']
+          for c in payload['cases']]
   seeds = payload['seeds']
   return '\n\n'.join([
-      f'Backend {payload["backend"]}, {payload["device"]}, {payload["host"]}.',
+      f'Backend {payload["backend"]}, {payload["device"]}, {payload["host"]}.'
+      + _repetitions(payload),
       common.markdown_table(['model', 'optimizer', 'batch', 'step (ms)',
                              'images/s', 'ratio to optax.sgd'], rows),
       f'{seeds["num_seeds"]} LeNet seeds per step: vmapped '

@@ -27,6 +27,8 @@ BASELINE = 'optax.sgd'
 OPTIMIZERS = {
     'optax.sgd': lambda: optax.sgd(0.01, momentum=0.9),
     'layerlr_optax.sgd': lambda: layerlr_optax.sgd(0.01, momentum=0.9),
+    'optax.clip_by_global_norm+sgd': lambda: optax.chain(
+        optax.clip_by_global_norm(1.0), optax.sgd(0.01, momentum=0.9)),
 }
 # model name -> (input shape without batch, batch size)
 MODELS = {

@@ -8,7 +8,11 @@
       WORKDIR_B, per evaluation;
   python -m experiments.report sweep SWEEP_DIR
       re-makes sweep.json, best.md and tuning.png of a learning-rate sweep
-      (also an unfinished or running one) from its runs, and prints best.md.
+      (also an unfinished or running one) from its runs, and prints best.md;
+  python -m experiments.report table2 [RESULTS_DIR]
+      the paper's CIFAR-10 claims against RESULTS_DIR/cifar10_full and
+      RESULTS_DIR/cifar10_full_50k (default experiments/results), written to
+      RESULTS_DIR/table2.md and printed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,23 @@ def _sweep(args) -> None:
   print(sweeps_lib.best_markdown(payload), end='')
 
 
+def _table2(args) -> None:
+  by_experiment = {}
+  for experiment in ('cifar10_full', 'cifar10_full_50k'):
+    path = os.path.join(args.results_dir, experiment, 'results.json')
+    by_experiment[experiment] = (records.load_results(path)
+                                 if os.path.exists(path) else None)
+  if not any(by_experiment.values()):
+    raise FileNotFoundError(
+        f'neither {args.results_dir}/cifar10_full/results.json nor '
+        f'{args.results_dir}/cifar10_full_50k/results.json exists; train '
+        'them first (bash scripts/accelerator.sh, experiments/README.md).')
+  path = results_lib.write_table2(
+      by_experiment, os.path.join(args.results_dir, 'table2.md'))
+  with open(path) as f:
+    print(f.read(), end='')
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m experiments.report', description=__doc__.split('\n')[0],
@@ -59,13 +80,19 @@ def _parser() -> argparse.ArgumentParser:
   sweep = commands.add_parser('sweep', help="a sweep's outputs from its runs")
   sweep.add_argument('sweep_dir')
   sweep.set_defaults(handler=_sweep)
+  table2 = commands.add_parser('table2', help="the paper's CIFAR-10 claims")
+  table2.add_argument('results_dir', nargs='?', default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      'experiments', 'results'))
+  table2.set_defaults(handler=_table2)
   return parser
 
 
 def main(argv: list[str]) -> int:
   args = list(argv[1:])
   # `report WORKDIR` (no subcommand) is the results of one experiment.
-  if args and args[0] not in ('results', 'compare', 'sweep', '-h', '--help'):
+  if args and args[0] not in ('results', 'compare', 'sweep', 'table2', '-h',
+                              '--help'):
     args.insert(0, 'results')
   parser = _parser()
   try:

@@ -34,6 +34,12 @@ class RunRecord:
       saw, averaged over each logging interval (applied by `+layer` and
       `+global` methods, only observed otherwise).
     wall_seconds: training time of this run.
+    steps_per_second: training steps per second of this run's program
+      after its first logging window (which includes compilation),
+      evaluations and checkpoints included; for vmapped seeds, steps of
+      all of them together; of the session that finished a resumed run.
+      None where one window or less ran, and in runs recorded before it
+      was.
     diverged_at: the first step whose loss was not finite (None: never).
       Evaluations after it are None.
     commit: the git commit of the code that trained the run.
@@ -54,6 +60,7 @@ class RunRecord:
   layer_factors: dict[str, list[float]] = dataclasses.field(
       default_factory=dict)
   wall_seconds: float = 0.0
+  steps_per_second: float | None = None
   diverged_at: int | None = None
   commit: str | None = None
   device: str | None = None

@@ -356,6 +356,7 @@ class _Loop:
     every = config.checkpoint_every
     t_start = time.perf_counter()
     step = start_step
+    steady = None  # (time, step) at the end of the first window
     for step0 in range(start_step, config.num_steps, config.log_every):
       t0 = time.perf_counter()
       losses, factors = [], []
@@ -391,8 +392,14 @@ class _Loop:
         for record in self.records:
           record.wall_seconds += elapsed
         self._checkpoint(step, state)
+      if steady is None:
+        steady = (time.perf_counter(), step)
       if all(r.diverged_at is not None for r in self.records):
         break
+    if steady is not None and step > steady[1]:
+      rate = (step - steady[1]) / (time.perf_counter() - steady[0])
+      for record in self.records:
+        record.steps_per_second = rate
     self._finish_diverged(step)
     elapsed = (time.perf_counter() - t_start) / group
     for record, writer, ckpt in zip(self.records, writers, self.checkpoints):

@@ -35,6 +35,7 @@ def results(workdir: str) -> list[dict]:
     runs = json.load(f)['runs']
   for run in runs:
     run.pop('wall_seconds')
+    run.pop('steps_per_second')
   return runs
 
 

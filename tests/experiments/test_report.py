@@ -79,3 +79,59 @@ def test_every_committed_results_json_loads_as_a_record():
   for path in paths:
     results = records.load_results(path)
     assert results.runs and all(r.test_error for r in results.runs), path
+
+
+def _table2_results(experiment, errors_by_method, data=None):
+  payload = {'experiment': experiment, 'eval_steps': [10, 20], 'runs': [],
+             'config': {'max_eval_examples': 0}, 'wall_seconds': 0.0,
+             'session_wall_seconds': 0.0, 'backend': 'gpu', 'device': 'gpu',
+             'versions': {}, 'data': data}
+  for method, finals in errors_by_method.items():
+    payload['runs'] += [{'method': method, 'seed': i,
+                         'test_error': [50.0, e]}
+                        for i, e in enumerate(finals)]
+  return payload
+
+
+def test_report_table2_checks_the_papers_claims(tmp_path, capsys):
+  """Each claim's row from the final test errors, against numbers computed
+  here with scipy; a claim whose runs are missing says so."""
+  from scipy import stats as scipy_stats
+  jpeg = {'dataset': 'cifar10', 'source': 'local', 'sha256': None,
+          'paper_data': False}
+  full = {'sgd': [22.0, 23.0, 21.5, 22.5, 22.0],
+          'sgd+layer': [21.0, 21.4, 20.9, 21.8, 21.2]}
+  full_50k = {'sgd+layer': [23.0, 22.0, 24.0, 23.5, 22.5]}
+  for name, methods in (('cifar10_full', full),
+                        ('cifar10_full_50k', full_50k)):
+    os.makedirs(tmp_path / name)
+    (tmp_path / name / 'results.json').write_text(
+        json.dumps(_table2_results(name, methods, jpeg)))
+  assert report_lib.main(['report', 'table2', str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert out == (tmp_path / 'table2.md').read_text()
+  acc = {k: 100 - np.array(v) for k, v in full.items()}
+  acc_50k = 100 - np.array(full_50k['sgd+layer'])
+  p = scipy_stats.ttest_ind(acc['sgd+layer'], acc['sgd'],
+                            equal_var=False).pvalue
+  delta = acc['sgd+layer'].mean() - acc['sgd'].mean()
+  assert p < 0.05 and delta > 0
+  assert (f'| SGD+ours beats SGD (final accuracy, 70k) | +0.32 | '
+          f'Δ {delta:+.2f} ({acc["sgd+layer"].mean():.2f} ± '
+          f'{acc["sgd+layer"].std(ddof=1):.2f} vs {acc["sgd"].mean():.2f} ± '
+          f'{acc["sgd"].std(ddof=1):.2f}) | 5 vs 5 | {p:.3f} | holds here '
+          '(p < 0.05) |') in out
+  delta_50k = acc_50k.mean() - acc['sgd'].mean()
+  assert delta_50k < 0
+  assert (f'beats SGD after 70k | n/a | Δ {delta_50k:+.2f} ' in out
+          and 'does not hold here |' in out)
+  assert (f'reaches 82.08% | 82.08 | {acc_50k.mean():.2f} ± '
+          f'{acc_50k.std(ddof=1):.2f} | 5 | | not comparable (other data) |'
+          in out)
+  assert '| AdaGrad+ours beats AdaGrad (final accuracy, 70k) | +1.30 | not run' in out
+  assert 'on the whole test set' in out and "is not the paper's" in out
+
+
+def test_report_table2_without_results_says_what_to_run(tmp_path, capsys):
+  assert report_lib.main(['report', 'table2', str(tmp_path)]) == 1
+  assert 'train them first' in capsys.readouterr().err
