@@ -42,8 +42,8 @@ def test_train_step_json_shape(tmp_path):
   train_step.main(['--models', 'lenet', '--repeats', '2', '--seeds', '2',
                    '--json', str(path)])
   payload = json.loads(path.read_text())
-  assert [c['optimizer'] for c in payload['cases']] == ['optax.sgd',
-                                                        'layerlr_optax.sgd']
+  assert [c['optimizer'] for c in payload['cases']] == [
+      'optax.sgd', 'layerlr_optax.sgd', 'optax.clip_by_global_norm+sgd']
   seeds = payload['seeds']
   assert seeds['num_seeds'] == 2
   assert seeds['vmapped_s'] > 0 and seeds['sequential_s'] > 0
@@ -95,3 +95,38 @@ def test_designs_agree_and_report(tmp_path):
   assert by[('adam', 'unbarriered')]['temp_bytes'] > 4 * 400_000
   assert by[('adam', 'shipped')]['temp_bytes'] < 4 * 40_000
   assert 'lenet, adam' in report.designs_tables(payload)
+
+
+def test_repeated_merges_medians_and_ranges():
+  """benchmarks.repeated.merge: per case the median of every float over the
+  repetitions and the min-max of the ratios; a case a stopped repetition
+  did not reach has fewer repetitions."""
+  from benchmarks import repeated
+  from benchmarks import report
+
+  def payload(ratios, extra_case=True):
+    cases = [{'tree': 'lenet', 'optimizer': 'optax.sgd', 'median_s': 1.0,
+              'ratio': 1.0, 'compile_ratio': 1.0, 'compile_s': 0.5},
+             {'tree': 'lenet', 'optimizer': 'layerlr_optax.sgd',
+              'median_s': ratios[0], 'ratio': ratios[0],
+              'compile_ratio': ratios[1]}]
+    if extra_case:
+      cases.append({'tree': 'alexnet', 'optimizer': 'optax.sgd',
+                    'median_s': 2.0, 'ratio': 1.0, 'compile_ratio': 1.0,
+                    'compile_s': 0.5})
+    return {'benchmark': 'overhead', 'repeats': 2, 'cases': cases}
+
+  merged = repeated.merge([payload((1.1, 2.0)), payload((1.3, 3.0)),
+                           payload((1.0, 2.5), extra_case=False)])
+  assert merged['repetitions'] == 3 and len(merged['each']) == 3
+  ours = merged['cases'][1]
+  assert (ours['ratio'], ours['ratio_min'], ours['ratio_max']) == (
+      1.1, 1.0, 1.3)
+  assert (ours['compile_ratio'], ours['compile_ratio_min'],
+          ours['compile_ratio_max']) == (2.5, 2.0, 3.0)
+  assert ours['median_s'] == 1.1 and ours['repetitions'] == 3
+  assert merged['cases'][2]['repetitions'] == 2
+  tables = report.overhead_tables({**merged, 'backend': 'cpu',
+                                   'device': 'cpu', 'host': 'h', 'jax': '0'})
+  assert '| layerlr_optax.sgd | 1.10 (1.00-1.30) |' in tables
+  assert 'Repeated in 3 fresh processes' in tables
