@@ -11,7 +11,8 @@ checkpoint and its integrity manifest, and in the middle of a finished run's
 JSON write. After each kill the same command is started again, as a user (or
 a cluster's pre-emption handler) would. When the interrupted run finishes,
 its results must be bit-identical to the uninterrupted ones: every number in
-``results.json`` and ``runs/*.json`` except the wall-clock times. Writes
+``results.json`` and ``runs/*.json`` except the wall-clock measurements
+(``records.TIMING_KEYS``). Writes
 ``DIR/kill_anywhere.json`` (every kill: point, exit status, what the restart
 said) and prints a Markdown table.
 """
@@ -28,6 +29,7 @@ import time
 
 from experiments.lib import fileio
 from experiments.lib import provenance
+from experiments.lib import records
 from experiments.lib import faults
 
 # Kill schedules, cycled: (point, N-th passage in that process).
@@ -35,7 +37,6 @@ SCHEDULE = (('step', 3), ('checkpoint_write', 1), ('step', 7),
             ('checkpoint_manifest', 1), ('run_json', 1), ('step', 2),
             ('checkpoint_write', 2), ('step', 5), ('checkpoint_manifest', 2),
             ('step', 9), ('checkpoint_write', 3), ('step', 4))
-TIMING_KEYS = ('wall_seconds', 'session_wall_seconds')
 
 
 def _args(workdir: str, overrides: list[str]) -> list[str]:
@@ -62,16 +63,6 @@ def run_once(workdir: str, overrides: list[str], kill_at: str | None):
                         capture_output=True, text=True, timeout=900)
 
 
-def without_timing(obj):
-  """The results with the wall-clock times removed (they differ by run)."""
-  if isinstance(obj, dict):
-    return {k: without_timing(v) for k, v in obj.items()
-            if k not in TIMING_KEYS}
-  if isinstance(obj, list):
-    return [without_timing(v) for v in obj]
-  return obj
-
-
 def outputs(workdir: str) -> dict:
   """results.json and every runs/*.json, without timing."""
   out = {}
@@ -79,7 +70,7 @@ def outputs(workdir: str) -> dict:
       os.path.join('runs', n) for n in os.listdir(os.path.join(workdir,
                                                                'runs'))):
     with open(os.path.join(workdir, rel)) as f:
-      out[rel] = without_timing(json.load(f))
+      out[rel] = records.without_timing(json.load(f))
   return out
 
 

@@ -13,6 +13,21 @@ from experiments.lib.methods import Method
 
 # A run's metrics lists are aligned with these keys' schedule: evaluations
 # (`Results.eval_steps`) for the first five, `factor_steps` for the factors.
+# What differs between two runs of the same computation: wall-clock
+# measurements (left out when results are compared for equality).
+TIMING_KEYS = ('wall_seconds', 'session_wall_seconds', 'steps_per_second')
+
+
+def without_timing(obj: Any) -> Any:
+  """A results/run JSON object without its `TIMING_KEYS`, at any depth."""
+  if isinstance(obj, dict):
+    return {k: without_timing(v) for k, v in obj.items()
+            if k not in TIMING_KEYS}
+  if isinstance(obj, list):
+    return [without_timing(v) for v in obj]
+  return obj
+
+
 EVAL_KEYS = ('test_error', 'test_top5_error', 'test_loss', 'train_loss',
              'learning_rate')
 

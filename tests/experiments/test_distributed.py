@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments.lib import records
 from tests.conftest import ROOT
 
 LENET = ['mnist_lenet', '--config.data_source=local',
@@ -33,10 +34,7 @@ def results(workdir: str) -> list[dict]:
   """The runs of results.json without their timings."""
   with open(os.path.join(workdir, 'results.json')) as f:
     runs = json.load(f)['runs']
-  for run in runs:
-    run.pop('wall_seconds')
-    run.pop('steps_per_second')
-  return runs
+  return records.without_timing(runs)
 
 
 @pytest.fixture(scope='module')
