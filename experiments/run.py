@@ -24,16 +24,9 @@ def _add_arguments(parser) -> None:
       '--overwrite', action='store_true',
       help='start afresh; old outputs are moved to '
       'WORKDIR/previous-<time>/, never deleted')
-  parser.add_argument(
-      '--parallel', type=int, default=1, metavar='N',
-      help='train the methods in N worker processes on this machine (one '
-      'accelerator shared, or N x the CPU threads); each trains whole '
-      'methods and logs to WORKDIR/workers/; the outputs are written when '
-      'every run has finished')
-  parser.add_argument(
-      '--only', metavar='METHODS',
-      help='train only these methods of config.methods (comma separated) '
-      'and write no outputs: what each worker of --parallel runs')
+  workers_lib.add_arguments(
+      parser, 'config.methods',
+      'writes no outputs: what each worker of --parallel runs')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
   if parsed is None:
     return 2
   args, config = parsed
-  if args.parallel < 1:
-    print(f'error: --parallel must be >= 1, got {args.parallel}.',
-          file=sys.stderr)
+  problem = workers_lib.parallel_error(args.parallel,
+                                       bool(config.get('distributed')))
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
     return 2
   with cli.sigterm_as_interrupt(config):
     if args.only is not None:

@@ -140,15 +140,9 @@ def _add_arguments(parser) -> None:
   parser.add_argument(
       '--overwrite', action='store_true',
       help='start afresh; old runs are moved to WORKDIR/previous-<time>/')
-  parser.add_argument(
-      '--only', metavar='METHODS',
-      help='train only these methods of config.sweep.methods (comma '
-      'separated); config.json and the outputs still cover the whole sweep')
-  parser.add_argument(
-      '--parallel', type=int, default=1, metavar='N',
-      help='train the methods in N worker processes on this machine (one '
-      'accelerator shared, or N x the CPU threads); each worker trains whole '
-      'methods, logs to WORKDIR/workers/; outputs written when all stop')
+  workers_lib.add_arguments(
+      parser, 'config.sweep.methods',
+      'config.json and the outputs still cover the whole sweep')
 
 
 def run_parallel(sweep: Sweep, argv: Sequence[str], workers: int) -> int:
@@ -184,14 +178,10 @@ def main(argv: list[str] | None = None) -> int:
   if parsed is None:
     return 2
   args, config = parsed
-  if args.parallel < 1:
-    print(f'error: --parallel must be >= 1, got {args.parallel}.',
-          file=sys.stderr)
-    return 2
-  if args.parallel > 1 and config.get('distributed'):
-    print('error: --parallel starts its own processes on this machine; it '
-          'cannot be combined with config.distributed (one multi-process '
-          'JAX job). Use one or the other.', file=sys.stderr)
+  problem = workers_lib.parallel_error(args.parallel,
+                                       bool(config.get('distributed')))
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
     return 2
   if args.parallel > 1:
     # Checks the config, data and workdir once, before any worker starts.

@@ -550,11 +550,10 @@ def train_in_workers(config: ml_collections.ConfigDict, workdir: str,
     KeyboardInterrupt: Ctrl-C (or SIGTERM) stopped the workers, each after
       saving what it finished.
   """
-  if config.get('distributed'):
-    raise configs.ConfigError(
-        '--parallel starts its own processes on this machine; it cannot be '
-        'combined with config.distributed (one multi-process JAX job). Use '
-        'one or the other.')
+  problem = workers_lib.parallel_error(workers,
+                                       bool(config.get('distributed')))
+  if problem:
+    raise configs.ConfigError(problem)
   methods = configs.validate(config)
   pipeline = data_lib.make_pipeline(config)
   store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)

@@ -29,6 +29,37 @@ class Unfinished(RuntimeError):
   """A worker failed: some runs are not finished (the others are kept)."""
 
 
+def add_arguments(parser, methods_key: str, only_writes: str) -> None:
+  """``--parallel N`` and ``--only METHODS`` on an entry point's parser.
+
+  Args:
+    parser: the argparse parser.
+    methods_key: the config key the methods come from (for the help).
+    only_writes: what a process with ``--only`` writes (for the help).
+  """
+  parser.add_argument(
+      '--parallel', type=int, default=1, metavar='N',
+      help='train the methods in N worker processes on this machine (one '
+      'accelerator shared, or N x the CPU threads); each trains whole '
+      'methods and logs to WORKDIR/workers/; the outputs are written when '
+      'they stop')
+  parser.add_argument(
+      '--only', metavar='METHODS',
+      help=f'train only these methods of {methods_key} (comma separated); '
+      f'{only_writes}')
+
+
+def parallel_error(workers: int, distributed: bool) -> str | None:
+  """What is wrong with ``--parallel workers`` (None: nothing)."""
+  if workers < 1:
+    return f'--parallel must be >= 1, got {workers}.'
+  if workers > 1 and distributed:
+    return ('--parallel starts its own processes on this machine; it cannot '
+            'be combined with config.distributed (one multi-process JAX '
+            'job). Use one or the other.')
+  return None
+
+
 def worker_argv(argv: Sequence[str], methods: Sequence[Method]) -> list[str]:
   """The parent's arguments for a worker training `methods`."""
   out, skip = [], False

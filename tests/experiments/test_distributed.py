@@ -351,7 +351,7 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
       os.killpg(launcher.pid, signal.SIGKILL)
       launcher.wait()
   assert launcher.returncode == 130, stderr[-3000:]
-  assert 'run the same command again to resume' in stderr
+  assert 'run the same command again to resume' in stderr, stderr[-4000:]
   assert len(children) == 2, children
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
