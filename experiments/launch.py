@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         p.wait(timeout=max(0.0, deadline - time.monotonic()))
       except subprocess.TimeoutExpired:
         pass
+    # Said here too: a process blocked in a collective when its peer stops
+    # fails with the collective's error instead of saying it.
+    print('launch: interrupted; every finished run is saved in --workdir '
+          '(with checkpoints of unfinished ones when checkpoint_every > 0); '
+          'run the same command again to resume.', file=sys.stderr,
+          flush=True)
     return 130
   finally:
     _stop(procs)  # never leave a process behind, whatever stopped us

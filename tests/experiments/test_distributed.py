@@ -327,8 +327,9 @@ def test_launch_gives_each_process_its_ids_and_devices():
 def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
                                                           tmp_path):
   """Ctrl-C in a terminal sends SIGINT to the launcher's whole process
-  group: each process stops, process 0 says what was saved, the launcher
-  exits 130 and leaves nothing running."""
+  group: each process stops, the launcher says what was saved and how to
+  resume (process 0 may too, unless it was blocked in a collective its peer
+  left), exits 130 and leaves nothing running."""
   import signal
   import time
   launcher = _start_long_launch(mnist_dir, tmp_path, start_new_session=True)
@@ -351,7 +352,9 @@ def test_ctrl_c_stops_every_process_and_says_how_to_resume(mnist_dir,
       os.killpg(launcher.pid, signal.SIGKILL)
       launcher.wait()
   assert launcher.returncode == 130, stderr[-3000:]
-  assert 'run the same command again to resume' in stderr, stderr[-4000:]
+  assert 'launch: interrupted; every finished run is saved' in stderr, (
+      stderr[-4000:])
+  assert 'run the same command again to resume' in stderr
   assert len(children) == 2, children
   for pid in children:
     assert not os.path.exists(f'/proc/{pid}') or open(
