@@ -11,6 +11,7 @@ import sys
 
 from experiments import configs
 from experiments.lib import data as data_lib
+from experiments.lib import interrupts
 from experiments.lib import workdir as workdir_lib
 from experiments.lib import workdir_lock
 
@@ -76,23 +77,26 @@ def sigterm_as_interrupt(config):
   stops this process as Ctrl-C does, so that it says what it kept and exits
   130 instead of dying mid-line.
 
-  Not for a multi-process run (config.distributed): a process blocked in a
-  collective on a dead peer runs no Python handler, and its launcher's
-  SIGTERM must stop it at once.
+  Not SIGTERM for a multi-process run (config.distributed): a process
+  blocked in a collective on a dead peer runs no Python handler, and its
+  launcher's SIGTERM must stop it at once. Ctrl-C (SIGINT) raises
+  KeyboardInterrupt as always; both are also recorded (`interrupts`), so
+  that one Python drops inside a gc callback still stops training.
   """
-  if config.get('distributed'):
-    yield
-    return
-
-  def interrupt(signum, frame):
+  def recorded_interrupt(signum, frame):
     del frame
+    interrupts.request()
     raise KeyboardInterrupt(signum)
 
-  previous = signal.signal(signal.SIGTERM, interrupt)
+  signums = [signal.SIGINT] + ([] if config.get('distributed')
+                               else [signal.SIGTERM])
+  previous = {s: signal.signal(s, recorded_interrupt) for s in signums}
   try:
     yield
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+    interrupts.clear()  # the request belonged to this command
 
 
 def user_errors_as_messages(fn, debug: bool = False):

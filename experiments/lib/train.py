@@ -36,6 +36,7 @@ from experiments.lib import fileio
 from experiments import configs
 from experiments.lib import data as data_lib
 from experiments.lib import faults
+from experiments.lib import interrupts
 from experiments.lib import models
 from experiments.lib import parallel
 from experiments.lib import provenance
@@ -371,6 +372,7 @@ class _Loop:
         state, metrics = step_fn(state, images, labels, seed_arr,
                                  jnp.asarray(step, jnp.uint32))
         faults.kill_point('step')
+        interrupts.check()
         losses.append(metrics['loss'])
         factors.append(metrics['factors'])
       # (log_every, seeds) and (seeds, layers), also for one unvmapped seed.
