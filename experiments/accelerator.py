@@ -223,9 +223,8 @@ def probe_table2(args) -> dict[str, dict]:
       with open(path) as f:
         results = json.load(f)
       os.makedirs(os.path.join(args.out, 'probe'), exist_ok=True)
-      with open(os.path.join(args.out, 'probe', f'{experiment}.json'),
-                'w') as f:
-        json.dump(results, f)
+      _write_json(os.path.join(args.out, 'probe'), f'{experiment}.json',
+                  results)
       rates = {r['method']: r['steps_per_second'] for r in results['runs']}
       slowest = min(rates.values())
       probe[experiment] = {
