@@ -9,6 +9,10 @@
   python -m experiments.report sweep SWEEP_DIR
       re-makes sweep.json, best.md and tuning.png of a learning-rate sweep
       (also an unfinished or running one) from its runs, and prints best.md;
+  python -m experiments.report frozen SWEEP_DIR
+      writes SWEEP_DIR/frozen_factors.json: the fixed per-layer factors of
+      the +frozen control, from the +layer runs at their best rate (grid
+      seeds only); never replaces a file with other factors;
   python -m experiments.report table2 [RESULTS_DIR]
       the paper's CIFAR-10 claims against RESULTS_DIR/cifar10_full and
       RESULTS_DIR/cifar10_full_50k (default experiments/results), written to
@@ -47,6 +51,13 @@ def _sweep(args) -> None:
   print(sweeps_lib.best_markdown(payload), end='')
 
 
+def _frozen(args) -> None:
+  payload = sweeps_lib.frozen_factors(sweeps_lib.load(args.sweep_dir))
+  path = os.path.join(args.sweep_dir, 'frozen_factors.json')
+  written = sweeps_lib.write_frozen_factors(payload, path)
+  print(f'{"wrote" if written else "unchanged:"} {path}')
+
+
 def _table2(args) -> None:
   by_experiment = {}
   for experiment in ('cifar10_full', 'cifar10_full_50k'):
@@ -80,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
   sweep = commands.add_parser('sweep', help="a sweep's outputs from its runs")
   sweep.add_argument('sweep_dir')
   sweep.set_defaults(handler=_sweep)
+  frozen = commands.add_parser(
+      'frozen', help="the +frozen control's factors from a sweep's +layer runs")
+  frozen.add_argument('sweep_dir')
+  frozen.set_defaults(handler=_frozen)
   table2 = commands.add_parser('table2', help="the paper's CIFAR-10 claims")
   table2.add_argument('results_dir', nargs='?', default=os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -91,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
   args = list(argv[1:])
   # `report WORKDIR` (no subcommand) is the results of one experiment.
-  if args and args[0] not in ('results', 'compare', 'sweep', 'table2', '-h',
-                              '--help'):
+  if args and args[0] not in ('results', 'compare', 'sweep', 'frozen',
+                              'table2', '-h', '--help'):
     args.insert(0, 'results')
   parser = _parser()
   try:
@@ -101,7 +116,7 @@ def main(argv: list[str]) -> int:
     return int(e.code or 0)
   try:
     parsed.handler(parsed)
-  except (FileNotFoundError, ValueError) as e:
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
     print(e, file=sys.stderr)
     return 1
   return 0

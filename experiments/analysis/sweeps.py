@@ -175,6 +175,59 @@ def load(workdir: str) -> grid_lib.Grid:
   return grid
 
 
+def frozen_factors(grid: grid_lib.Grid) -> dict[str, Any]:
+  """The +frozen control's factors from a sweep's +layer runs.
+
+  For every base with a ``BASE+layer`` method: that method's best rate as
+  the sweep chose it (mean over the grid seeds), and each layer's eq. 9
+  factor averaged over the runs of the grid seeds at that rate and over all
+  their logged steps. Only selection seeds are read, so the confirmation
+  seeds of a +frozen/+layer comparison took no part in making the factors.
+  """
+  grid_seeds = range(grid.config.sweep.grid_seeds)
+  factors, runs = {}, {}
+  for m in grid.methods:
+    if m.variant != 'layer':
+      continue
+    k = grid.best_step(m, grid_seeds)
+    chosen = [grid.run_of(m, k, s) for s in grid_seeds] if k is not None else []
+    chosen = [r for r in chosen if r is not None]
+    if len(chosen) < len(grid_seeds):
+      continue  # its best rate is not settled yet
+    layers = sorted(chosen[0].layer_factors)
+    factors[m.base] = {
+        layer: float(np.mean([np.mean(r.layer_factors[layer])
+                              for r in chosen])) for layer in layers}
+    runs[m.base] = [grid.spec(m, k, s).name for s in grid_seeds]
+  if not factors:
+    raise ValueError('no +layer method of this sweep has all its grid seeds '
+                     'at a best rate; finish stage 1 of the +layer methods '
+                     'first.')
+  return {'factors': factors, 'runs': runs,
+          'rule': ('each layer\'s eq. 9 factor, mean over the logged steps '
+                   'of the BASE+layer runs of the grid seeds at its best '
+                   'rate (selection seeds only), then the mean over those '
+                   'runs'),
+          'experiment': grid.config.experiment}
+
+
+def write_frozen_factors(payload: dict[str, Any], path: str) -> bool:
+  """Writes `payload` to `path`; False if the same file is there already.
+
+  A file with other factors is never replaced: +frozen runs made with it
+  would no longer match it."""
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous.get('factors') == fileio.json_ready(payload)['factors']:
+      return False
+    raise FileExistsError(
+        f'{path} holds other frozen factors (runs may have used them); move '
+        'it aside first if the +frozen runs made with it go too.')
+  fileio.write_json(path, payload)
+  return True
+
+
 def best_markdown(payload: dict[str, Any]) -> str:
   """best.md: best rates, best-vs-best with Welch p, robustness."""
   best = payload['best']

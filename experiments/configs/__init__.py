@@ -11,6 +11,7 @@ import ml_collections
 
 from experiments.lib.methods import Method
 from experiments.lib.methods import parse_methods
+from experiments.lib import frozen
 from experiments.lib import models
 from experiments.lib import solvers
 from experiments.lib.solvers import LR_POLICIES
@@ -139,6 +140,12 @@ def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
     raise ConfigError('config.warmup_fraction must be in (0, 1] (the share '
                       'of training the +warmup variant warms up over), got '
                       f'{config.warmup_fraction}.')
+  for method in methods:
+    if method.variant == 'frozen':
+      try:
+        frozen.factors_for(config.frozen_factors, method.base)
+      except ValueError as e:
+        raise ConfigError(f'{method.name}: {e}') from None
   try:
     solvers.caffe_lr(config.lr_policy, config.base_lr, gamma=config.lr_gamma,
                      power=config.lr_power, stepsize=config.lr_stepsize,

@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.warmup_fraction = 0.2
   # The +layercap variant: the layer factor capped at this value.
   config.layer_max_factor = 2.0
+  # The +frozen variant: a JSON file of fixed per-layer factors
+  # (experiments/lib/frozen.py; `python -m experiments.report frozen`).
+  config.frozen_factors = ''
   # A non-finite training loss: 'raise' stops the experiment; 'record' ends
   # that run and records it as diverged (learning-rate sweeps).
   config.on_divergence = 'raise'

@@ -36,5 +36,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
                           'adagrad+layer,nag,nag+layer,adam,adam+layer,'
-                          'adam+layercap,lars,lamb')
+                          'adam+layercap,lars,lamb,sgd+frozen,adagrad+frozen')
+  # The +frozen control (issue #31): each layer's eq. 9 factor of the
+  # +layer runs at their best rate, mean over the grid seeds (selection
+  # seeds only) and the logged steps, held fixed; written by `python -m
+  # experiments.report frozen experiments/results/mnist_deep_mlp_sweep`.
+  config.frozen_factors = (
+      'experiments/results/mnist_deep_mlp_sweep/frozen_factors.json')
   return config

@@ -35,7 +35,14 @@ def get_config() -> ml_collections.ConfigDict:
   # sweep has the paper's question (SGD, AdaGrad) answered first.
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
                           'adagrad+layer,adagrad+global,nag,nag+layer,adam,'
-                          'adam+layer,adam+layercap,lars,lamb')
+                          'adam+layer,adam+layercap,lars,lamb,sgd+frozen,'
+                          'adagrad+frozen')
+  # The +frozen control (issue #31): each layer's eq. 9 factor of the
+  # +layer runs at their best rate, mean over the grid seeds (selection
+  # seeds only) and the logged steps, held fixed; written by `python -m
+  # experiments.report frozen experiments/results/mnist_lenet_sweep`.
+  config.frozen_factors = (
+      'experiments/results/mnist_lenet_sweep/frozen_factors.json')
 
   # Table I of the paper: test error (%) mean and std over 10 runs. The first
   # row's iteration label is cut from the excerpt; 600 is assumed.

@@ -22,6 +22,11 @@ Variants:
 - ``warmup``: the plain optimizer with a linear learning-rate warm-up over
   the first ``config.warmup_fraction`` of training: a control for the
   factor's growth during training.
+- ``frozen``: each layer's step multiplied by a *fixed* factor, that layer's
+  eq. 9 factor averaged over the ``+layer`` runs it was measured on
+  (``config.frozen_factors``, written by ``python -m experiments.report
+  frozen``): the control that separates eq. 9's adaptivity (a factor that
+  follows the gradient step by step) from a fixed per-layer rescaling.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 BASES = ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb')
-VARIANTS = ('layer', 'layercap', 'global', 'warmup')
+VARIANTS = ('layer', 'layercap', 'global', 'warmup', 'frozen')
 # Variants that multiply the step by an eq. 9 factor.
 FACTOR_VARIANTS = ('layer', 'layercap', 'global')
 # The label of the single "layer" of the +global variant.

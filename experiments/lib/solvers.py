@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 import layerlr_optax
+from experiments.lib import frozen
 from experiments.lib.methods import GLOBAL_LAYER
 from experiments.lib.methods import Method
 
@@ -251,6 +252,13 @@ def make_solver(method: Method, config, params,
         direction, layers=layers, record_factors=True,
         max_factor=(config.layer_max_factor if method.variant == 'layercap'
                     else None))
+  elif method.variant == 'frozen':
+    # The eq. 9 factor observed (as for the plain methods), a fixed one
+    # applied where +layer applies its own.
+    direction = optax.chain(
+        observe_layer_factors(layers), direction,
+        frozen.scale_by_fixed_layer_factors(
+            frozen.factors_for(config.frozen_factors, base), layers))
   else:
     direction = optax.chain(observe_layer_factors(layers), direction)
 

@@ -32,6 +32,9 @@ RESUMABLE_KEYS = frozenset({
     'methods', 'num_seeds', 'seed_offset', 'data_source', 'data_dir',
     'eval_batch_size', 'paper_table', 'checkpoint_every', 'param_sharding',
     'distributed', 'on_divergence', 'sweep',
+    # Read only by +frozen methods, whose file is never rewritten with other
+    # factors (`python -m experiments.report frozen` refuses).
+    'frozen_factors',
 })
 
 
