@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import re
+import sys
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Optional, Union
 
@@ -40,9 +41,12 @@ LAYER_MODES = ('module', 'leaf')
 ROOT_NAME = '<root>'
 
 # Value boxes around a parameter (flax.nnx.Variable / VariableState,
-# flax.linen.Partitioned) flatten with a trailing attribute key `value`. The
-# box is part of the parameter, not a module level, so it is looked through.
-_BOX_ATTRIBUTE = 'value'
+# flax.linen.Partitioned and the other flax.core.meta.AxisMetadata) are part
+# of the parameter, not a module level, so their own keys are left out of a
+# leaf's path. Recognised by type only: a user's field that happens to be
+# called `value` (hand-written attention: query, key, value) keeps its name.
+_BOX_CLASSES = (('flax.nnx', 'Variable'), ('flax.nnx', 'VariableState'),
+                ('flax.core.meta', 'AxisMetadata'))
 
 
 # ---------------------------------------------------------------- naming --
@@ -64,18 +68,35 @@ def path_name(path: Sequence[Any]) -> str:
   return '/'.join(_key_name(k) for k in path) or ROOT_NAME
 
 
-def _strip_box(path: tuple[Any, ...]) -> tuple[Any, ...]:
-  if (path and isinstance(path[-1], jax.tree_util.GetAttrKey)
-      and path[-1].name == _BOX_ATTRIBUTE):
-    return path[:-1]
-  return path
+def _box_types() -> tuple[type, ...]:
+  """The parameter box classes of the flax modules imported so far (a tree
+  can only hold boxes of a module that is imported; never imports flax)."""
+  found = []
+  for module_name, class_name in _BOX_CLASSES:
+    module = sys.modules.get(module_name)
+    # vars(): a name only present through a deprecation shim is not a box.
+    cls = vars(module).get(class_name) if module is not None else None
+    if isinstance(cls, type):
+      found.append(cls)
+  return tuple(found)
 
 
 def leaf_paths(tree: PyTree) -> tuple[list[tuple[Any, ...]], list[Any]]:
   """The key path of every leaf (parameter boxes looked through) and the
   leaves, in `jax.tree.leaves` order."""
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return [_strip_box(tuple(p)) for p, _ in flat], [leaf for _, leaf in flat]
+  boxes = _box_types()
+  if not boxes:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [tuple(p) for p, _ in flat], [leaf for _, leaf in flat]
+  is_box = lambda x: isinstance(x, boxes)
+  paths, leaves = [], []
+  for path, node in jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=is_box)[0]:
+    inner = jax.tree.leaves(node) if is_box(node) else [node]
+    # A box holds one array; it is named by the box's own path.
+    paths.extend([tuple(path)] * len(inner))
+    leaves.extend(inner)
+  return paths, leaves
 
 
 # ------------------------------------------------------------ validation --
@@ -97,7 +118,8 @@ def validate_layers(layers: LayersSpec) -> None:
         f'layerlr_optax: layers={layers!r} is a number, which would make the '
         'whole tree one layer labelled by it. `layers` names what a layer '
         "is ('module', 'leaf', labels or a callable); if you meant a "
-        'learning rate, give it to the optimizer (e.g. optax.sgd(0.1)).')
+        'learning rate, give it to the optimizer (e.g. optax.sgd(0.1)).'
+        + _INJECTED_HINT.format(name='layers'))
   for label in jax.tree.leaves(layers):
     if not isinstance(label, Hashable):
       raise TypeError(
@@ -125,10 +147,30 @@ def _as_flag(flag: Any) -> bool:
       'arrays are accepted, as by optax.masked.')
 
 
+_INJECTED_HINT = (
+    ' If optax.inject_hyperparams made this optimizer, it called your '
+    'function as a learning-rate schedule (with the step count): name the '
+    "argument in static_args, e.g. optax.inject_hyperparams(opt, "
+    "static_args=('{name}',)), or use the package's rules (matching_paths, "
+    'stacked_paths, ndim_at_most), which it leaves alone.')
+
+
 def validate_exclude(exclude: ExcludeSpec) -> None:
   """Fails early on an `exclude` argument that can never be valid."""
-  if exclude is None or callable(exclude):
+  if isinstance(exclude, _StackedPaths):
+    raise TypeError(f'layerlr_optax: exclude={exclude!r} is a stacked= rule; '
+                    'use matching_paths or ndim_at_most for exclude=.')
+  if exclude is None or callable(exclude) or isinstance(exclude, _LeafRule):
     return
+  if isinstance(exclude, (bool, np.bool_, np.ndarray, jax.Array)):
+    # A whole-tree True would exclude every leaf (the transform would do
+    # nothing); what a schedule-called mask function returns looks like it.
+    if np.ndim(exclude) == 0 and (isinstance(exclude, jax.core.Tracer)
+                                  or bool(exclude)):
+      raise TypeError(
+          f'layerlr_optax: exclude={exclude!r} excludes every leaf, so '
+          'nothing would be adapted. Give a mask per leaf or subtree, or a '
+          'rule.' + _INJECTED_HINT.format(name='exclude'))
   for flag in jax.tree.leaves(exclude):
     _as_flag(flag)
 
@@ -141,8 +183,7 @@ def _as_axis(axis: Any) -> Optional[int]:
     return int(axis)
   hint = ''
   if isinstance(axis, jax.Array):
-    hint = (' optax.inject_hyperparams turns numbers into arrays: pass '
-            "static_args=('stacked',) to it.")
+    hint = _INJECTED_HINT.format(name='stacked')
   raise TypeError(
       'layerlr_optax: stacked must hold, per leaf or subtree, the axis '
       'along which the leaf stacks its layers (an int, e.g. 0 for '
@@ -152,7 +193,11 @@ def _as_axis(axis: Any) -> Optional[int]:
 
 def validate_stacked(stacked: StackedSpec) -> None:
   """Fails early on a `stacked` argument that can never be valid."""
-  if stacked is None or callable(stacked):
+  if isinstance(stacked, _LeafRule) and not isinstance(stacked,
+                                                       _StackedPaths):
+    raise TypeError(f'layerlr_optax: stacked={stacked!r} is an exclude= '
+                    'rule; use stacked_paths(pattern, axis) for stacked=.')
+  if stacked is None or callable(stacked) or isinstance(stacked, _LeafRule):
     return
   for axis in jax.tree.leaves(stacked):
     _as_axis(axis)
@@ -170,15 +215,31 @@ def validate_specs(layers: LayersSpec, exclude: ExcludeSpec,
 
 class _LeafRule:
   """A rule evaluated per leaf from its readable path, shape and stacked
-  axis. Called on a tree it returns the per-leaf values as a tree (to look
-  at); `partition` evaluates it on the flattened leaves directly, so it works
-  on any tree type, boxed or not."""
+  axis; `partition` evaluates it on the flattened leaves, so it works on any
+  tree type, boxed or not.
+
+  Deliberately not callable: `optax.inject_hyperparams` treats every
+  callable argument as a schedule and would call the rule with the step
+  count, silently replacing it. Rules compare and hash by value, so a
+  function jitted with one as a static argument does not retrace for an
+  equal rule. `evaluate` shows what a rule selects.
+  """
 
   def per_leaf(self, names: Sequence[str], leaves: Sequence[Any],
                stack_axes: Sequence[Optional[int]]) -> list[Any]:
     raise NotImplementedError
 
-  def __call__(self, tree: PyTree) -> PyTree:
+  def _key(self) -> tuple[Any, ...]:
+    raise NotImplementedError
+
+  def __eq__(self, other: Any) -> bool:
+    return type(self) is type(other) and self._key() == other._key()
+
+  def __hash__(self) -> int:
+    return hash((type(self).__name__, self._key()))
+
+  def evaluate(self, tree: PyTree) -> PyTree:
+    """The rule's value for every leaf of `tree`, as a tree of its shape."""
     paths, leaves = leaf_paths(tree)
     values = self.per_leaf([path_name(p) for p in paths], leaves,
                            [None] * len(leaves))
@@ -207,6 +268,9 @@ class _MatchingPaths(_LeafRule):
   def per_leaf(self, names, leaves, stack_axes):
     return [self.pattern.search(name) is not None for name in names]
 
+  def _key(self):
+    return (self.pattern.pattern, self.pattern.flags)
+
   def __repr__(self):
     return f'matching_paths({self.pattern.pattern!r})'
 
@@ -221,8 +285,21 @@ class _StackedPaths(_LeafRule):
                       '(an int), got None.')
 
   def per_leaf(self, names, leaves, stack_axes):
-    return [self.axis if self.pattern.search(name) else None
+    axes = [self.axis if self.pattern.search(name) else None
             for name in names]
+    if names and all(a is None for a in axes):
+      # A typo ('^Blocks/' for 'Blocks') would leave the stack one layer.
+      shown = ', '.join(repr(n) for n in names[:8])
+      more = f', ... ({len(names)} in all)' if len(names) > 8 else ''
+      raise ValueError(
+          f'layerlr_optax: {self!r} matches no path, so no leaf would be '
+          f'stacked. The paths are: {shown}{more}. Match the scanned '
+          "module's name as it appears there (re.search, e.g. "
+          "stacked_paths('layers')).")
+    return axes
+
+  def _key(self):
+    return (self.pattern.pattern, self.pattern.flags, self.axis)
 
   def __repr__(self):
     return f'stacked_paths({self.pattern.pattern!r}, axis={self.axis})'
@@ -241,6 +318,9 @@ class _NdimAtMost(_LeafRule):
     return [len(np.shape(leaf)) - (axis is not None) <= self.ndim
             for leaf, axis in zip(leaves, stack_axes)]
 
+  def _key(self):
+    return (self.ndim,)
+
   def __repr__(self):
     return f'ndim_at_most({self.ndim})'
 
@@ -250,8 +330,8 @@ def matching_paths(pattern: Union[str, re.Pattern]) -> _LeafRule:
 
   The path is the one `layer_partition` prints (``params/Dense_0/bias``,
   ``hidden/kernel``): dict keys, attribute names and sequence indices joined
-  by ``/``, with a parameter box's trailing ``.value`` (``nnx.Param``,
-  ``nn.Partitioned``) looked through, so one pattern works on plain dicts,
+  by ``/``, with a parameter box (``nnx.Param``, ``nn.Partitioned``,
+  recognised by its type) looked through, so one pattern works on plain dicts,
   Flax linen params (boxed or not), ``nnx.State`` and Equinox modules. The
   pattern is searched (`re.search`), so ``'bias'`` matches any path that
   contains it; anchor it (``r'/bias$'``) to match only whole names.
@@ -535,7 +615,7 @@ def partition(tree: PyTree, *, layers: LayersSpec = 'module',
       `optax.MaskedNode` are empty subtrees and therefore skipped).
     layers: ``'module'`` (leaves sharing a parent node form one layer; a
       leaf directly under the root is a layer of its own; a trailing
-      ``.value`` of a parameter box such as ``flax.nnx.Variable`` is looked
+      parameter box such as ``flax.nnx.Variable`` (by its type) is looked
       through), ``'leaf'`` (each leaf is its own layer), a pytree of hashable
       labels with the structure of `tree` or a prefix of it, or a callable
       returning such labels from `tree`.

@@ -38,12 +38,23 @@ def layer_factor(norm: jax.typing.ArrayLike) -> jax.Array:
     f(n) = 1 + \log\left(1 + \frac{1}{n}\right)
 
   with the natural logarithm. ``f(n) >= 1``, ``f -> 1`` for large norms and
-  ``f ~ log(1/n)`` for small ones. ``f(inf) = 1``; ``f(nan) = nan``.
+  ``f ~ log(1/n)`` for small ones.
 
-  Norms below ``sqrt(finfo(dtype).tiny)`` (about ``1.1e-19`` in float32) are
-  raised to it: that is where the float32 sum of squares underflows, and it
-  keeps ``f`` finite (at most about 44.7 in float32) for all-zero layers, whose
-  update is zero whatever the factor.
+  Two policies complete it where eq. 9 says nothing:
+
+  - *No gradient signal* (``n = 0``) and *non-finite norms* (inf, NaN): the
+    factor is 1. A layer with no gradient this step (an unused head, an
+    expert nobody routed to, a part under ``stop_gradient``) then gets
+    exactly its base optimizer's update (its momentum, its weight decay),
+    not that update inflated ~45x; and a guard inside `layerwise` (for
+    example ``optax.apply_if_finite``) keeps the update it cleaned instead
+    of multiplying it by a NaN factor.
+  - Positive norms below ``sqrt(finfo(dtype).tiny)`` (about ``1.1e-19`` in
+    float32, where the float32 sum of squares underflows) are raised to it,
+    so the factor stays finite: at most about 44.7 in float32.
+
+  The factor has finite derivatives everywhere (no ``0 * inf``); at a zero
+  or non-finite norm its derivative is 0 (it is the constant 1 there).
 
   Args:
     norm: the L2 norm(s) of a layer's gradient; any shape.
@@ -55,18 +66,40 @@ def layer_factor(norm: jax.typing.ArrayLike) -> jax.Array:
     >>> import layerlr_optax
     >>> print(f"{float(layerlr_optax.layer_factor(1.0)):.4f}")
     1.6931
-    >>> print(f"{float(layerlr_optax.layer_factor(0.0)):.1f}")  # the largest
+    >>> print(f"{float(layerlr_optax.layer_factor(1e-30)):.1f}")  # the largest
     44.7
+    >>> print(f"{float(layerlr_optax.layer_factor(0.0)):.1f}")  # no signal
+    1.0
   """
   norm = jnp.asarray(norm)
   dtype = jnp.promote_types(norm.dtype, jnp.float32)
-  sq = jnp.square(norm.astype(dtype))
-  return _factor_from_sq_norm(sq)
+  norm = jnp.abs(norm.astype(dtype))
+  # Raised before squaring: a small norm must not underflow to "no signal".
+  floor = jnp.sqrt(jnp.finfo(dtype).tiny)
+  raised = jnp.where(norm > 0, jnp.maximum(norm, floor), norm)
+  return _factor_from_sq_norm(jnp.square(raised))
 
 
 def _factor_from_sq_norm(sq_norm: jax.Array) -> jax.Array:
-  tiny = jnp.finfo(sq_norm.dtype).tiny
-  return 1.0 + jnp.log1p(jax.lax.rsqrt(jnp.maximum(sq_norm, tiny)))
+  """Eq. 9 from a squared norm, with `layer_factor`'s policies.
+
+  Written so that value and derivative are finite for every input: each
+  branch is evaluated at a safe argument (the "double where"), and small
+  norms use ``log1p(n) - log(n)``, whose derivative ``-1/(2 n^2)`` in the
+  squared norm stays finite down to ``tiny`` (``rsqrt``'s overflows).
+  """
+  dtype = sq_norm.dtype
+  one = jnp.ones((), dtype)
+  signal = jnp.isfinite(sq_norm) & (sq_norm > 0)
+  sq = jnp.where(signal, jnp.maximum(sq_norm, jnp.finfo(dtype).tiny), one)
+  large = sq >= 1
+  sq_large = jnp.where(large, sq, one)
+  sq_small = jnp.where(large, one, sq)
+  factor_large = 1.0 + jnp.log1p(jax.lax.rsqrt(sq_large))
+  factor_small = (1.0 + jnp.log1p(jnp.sqrt(sq_small))
+                  - 0.5 * jnp.log(sq_small))
+  factor = jnp.where(large, factor_large, factor_small)
+  return jnp.where(signal, factor, one)
 
 
 def _check_leaves(leaves: list[Any], part: layers_lib.Partition,
@@ -299,9 +332,9 @@ def scale_by_layer_gradient(
   `layerwise`, which multiplies the *final* step instead.
 
   Norms are accumulated in float32 (or wider), the updates keep their dtype.
-  Policy for non-finite gradients: a NaN makes the whole layer's update NaN
-  (its norm is NaN) and leaves other layers untouched; an inf gives that layer
-  factor 1 (its norm is inf). A layer of zeros gets a zero update.
+  A layer whose norm is zero (no gradient signal this step) or not finite
+  (a NaN or inf in it) gets factor 1: its update is exactly what it would be
+  without this transform (see `layer_factor`).
 
   Every argument is keyword-only.
 
@@ -415,6 +448,66 @@ def _check_base(base: Any) -> None:
         f'{type(base).__name__}.')
 
 
+# optax states of transforms that cannot run inside `layerwise`, by class
+# name (stable across optax versions, and found without importing
+# optax.contrib): what goes wrong there, and the nesting to write instead.
+_OUTSIDE_ONLY = {
+    'MultiStepsState': (
+        'optax.MultiSteps accumulates gradients over k calls and steps once; '
+        'inside layerwise the factor would read one micro-batch and scale '
+        'the zeros of the accumulating calls',
+        'optax.MultiSteps(layerlr_optax.layerwise(opt), every_k_schedule=k)'),
+    'LookaheadState': (
+        'optax.lookahead keeps fast and slow weights (LookaheadParams) and '
+        'synchronises them',
+        'optax.lookahead(layerlr_optax.layerwise(fast_opt), sync_period, '
+        'slow_step_size)'),
+    'SAMState': (
+        'SAM alternates adversarial and descent steps; the factor would '
+        'scale the adversarial perturbation, which is then not fully '
+        'removed from the weights',
+        'optax.contrib.sam(layerlr_optax.layerwise(opt), adv_opt, ...)'),
+    'ScheduleFreeState': (
+        "schedule-free's update moves the parameters between its y and x "
+        'sequences; scaling it breaks schedule_free_eval_params',
+        'optax.contrib.schedule_free(layerlr_optax.layerwise(base_opt), '
+        'learning_rate, b1)'),
+    'DifferentiallyPrivateAggregateState': (
+        'DP-SGD receives per-example gradients; the factor would read their '
+        'raw, unclipped norms and break the privacy bound',
+        'optax.chain(optax.contrib.differentially_private_aggregate(...), '
+        'layerlr_optax.layerwise(opt)), so the factor reads only the '
+        'privatised gradient'),
+    'ScaleByZoomLinesearchState': (
+        "a line search evaluates the step it proposes; the factor changes "
+        'the step after the search, so the parameters never reach the '
+        'point it evaluated',
+        'optax.chain(layerlr_optax.layerwise(optax.scale_by_lbfgs()), '
+        'optax.scale_by_zoom_linesearch(max_linesearch_steps=15)), where '
+        'the line search sees the scaled direction'),
+    'ScaleByBacktrackingLinesearchState': (
+        "a line search evaluates the step it proposes; the factor changes "
+        'the step after the search, so the parameters never reach the '
+        'point it evaluated',
+        'optax.chain(layerlr_optax.layerwise(direction), '
+        'optax.scale_by_backtracking_linesearch(...)), where the line '
+        'search sees the scaled direction'),
+}
+
+
+def _refuse_outside_only(base_state: optax.OptState) -> None:
+  """Refuses a `base` holding a transform that must wrap `layerwise`."""
+  is_state = lambda x: type(x).__name__ in _OUTSIDE_ONLY
+  for node in jax.tree.leaves(base_state, is_leaf=is_state):
+    if is_state(node):
+      why, instead = _OUTSIDE_ONLY[type(node).__name__]
+      raise ValueError(
+          f'layerlr_optax: layerwise(base) cannot hold a transform with a '
+          f'{type(node).__name__}: {why}. Put layerwise inside it instead: '
+          f'{instead}. The documentation\'s composition table lists what '
+          'goes inside layerwise and what outside.')
+
+
 def _compose(base: optax.GradientTransformation, options: Options,
              scale_output: bool, record_factors: bool
              ) -> optax.GradientTransformationExtraArgs:
@@ -428,10 +521,11 @@ def _compose(base: optax.GradientTransformation, options: Options,
   base = optax.with_extra_args_support(base)
 
   def init_fn(params):
+    base_state = base.init(params)
+    _refuse_outside_only(base_state)
     if record_factors:
-      return LayerwiseState(base.init(params),
-                            _initial_factors(params, options))
-    return base.init(params)
+      return LayerwiseState(base_state, _initial_factors(params, options))
+    return base_state
 
   def update_fn(updates, state, params=None, **extra_args):
     factors = _Factors(updates, options)
