@@ -483,13 +483,14 @@ _OUTSIDE_ONLY = {
         'the step after the search, so the parameters never reach the '
         'point it evaluated',
         'optax.chain(layerlr_optax.layerwise(optax.scale_by_lbfgs()), '
-        'optax.scale_by_zoom_linesearch(max_linesearch_steps=15)), where '
-        'the line search sees the scaled direction'),
+        'optax.scale(-1.0), optax.scale_by_zoom_linesearch('
+        'max_linesearch_steps=15)), where the line search sees the scaled '
+        'direction'),
     'ScaleByBacktrackingLinesearchState': (
         "a line search evaluates the step it proposes; the factor changes "
         'the step after the search, so the parameters never reach the '
         'point it evaluated',
-        'optax.chain(layerlr_optax.layerwise(direction), '
+        'optax.chain(layerlr_optax.layerwise(direction), optax.scale(-lr), '
         'optax.scale_by_backtracking_linesearch(...)), where the line '
         'search sees the scaled direction'),
 }
@@ -634,16 +635,20 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
   outside ``jit``.
 
   Args:
-    opt_state: the state of an optimizer holding exactly one transform that
-      records its factors (what ``opt.init`` and ``opt.update`` return, not
-      the optimizer itself).
+    opt_state: the state of an optimizer holding transforms that record
+      their factors (what ``opt.init`` and ``opt.update`` return, not the
+      optimizer itself).
 
   Returns:
     ``{layer_name: factor}``, the names as `layer_partition` gives them.
 
+  Several recording transforms (one per part of a `optax.multi_transform`,
+  say) are merged when they name different layers.
+
   Raises:
     TypeError: if given an optimizer instead of its state.
-    ValueError: if `opt_state` holds no recorded factors, or more than one set.
+    ValueError: if `opt_state` holds no recorded factors (the message says
+      what to pass instead), or two sets name the same layer.
 
   Example:
     >>> import jax.numpy as jnp
@@ -664,12 +669,44 @@ def recorded_factors(opt_state: optax.OptState) -> dict[str, jax.Array]:
   is_record = lambda x: isinstance(x, LayerFactorsState)
   found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_record)
            if is_record(x)]
-  if len(found) != 1:
+  if not found:
     raise ValueError(
-        f'layerlr_optax: the optimizer state holds {len(found)} sets of '
-        'recorded layer factors; expected exactly one. Create the layer-rate '
-        'transform with record_factors=True (once per optimizer).')
-  return {name: _unboxed(value) for name, value in found[0].factors.items()}
+        'layerlr_optax: no recorded layer factors (a LayerFactorsState) in '
+        f'the {type(opt_state).__module__}.{type(opt_state).__qualname__} '
+        f'given. {_where_recorded_factors_are(opt_state)}')
+  merged: dict[str, Any] = {}
+  for record in found:
+    clash = sorted(set(merged) & set(record.factors))
+    if clash:
+      raise ValueError(
+          f'layerlr_optax: the optimizer state holds {len(found)} sets of '
+          f'recorded layer factors, and more than one names the layers '
+          f'{clash}, so which factor they had is ambiguous. Record them '
+          'once per layer (record_factors=True on one of the transforms '
+          'that see it), or read each part of the state separately.')
+    merged.update((name, _unboxed(value))
+                  for name, value in record.factors.items())
+  return merged
+
+
+def _where_recorded_factors_are(opt_state: Any) -> str:
+  """What to pass instead, from what was passed."""
+  module = type(opt_state).__module__
+  if module.startswith('flax'):
+    return ('A Flax object or nnx.state(...) of one was given: pass the '
+            "optimizer's state itself, `optimizer.opt_state` of an "
+            'nnx.Optimizer (or `state.opt_state` of a linen TrainState).')
+  keys = {str(getattr(k, 'key', getattr(k, 'name', k)))
+          for path, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+          for k in path}
+  if 'factors' in keys or 'layer_factors' in keys:
+    return ('It holds a field named like them as plain containers: a '
+            'checkpoint restored without a target loses the state types. '
+            'Restore it with the optimizer\'s state as the target (orbax: '
+            'checkpointer.restore(path, target) or '
+            'ocp.args.StandardRestore(opt.init(params))).')
+  return ('Create the layer-rate transform with record_factors=True, and '
+          'pass the state that opt.init and opt.update return.')
 
 
 def _unboxed(value: Any) -> Any:
