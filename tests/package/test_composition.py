@@ -45,10 +45,13 @@ def _factor(layer_grads) -> float:
   return 1.0 if not np.isfinite(norm) or norm == 0 else reference.factor(norm)
 
 
+def _times(tree, factor):
+  return jax.tree.map(lambda x: x * factor, tree)
+
+
 def _scaled(updates, grads):
   """Each module's `updates` times the factor of its raw gradient."""
-  return {layer: jax.tree.map(lambda u, f=_factor(grads[layer]): u * f,
-                              updates[layer])
+  return {layer: _times(updates[layer], _factor(grads[layer]))
           for layer in updates}
 
 
@@ -353,8 +356,7 @@ def _fixed_sgd_reference(grads_fn, params, steps, lr, wrap):
   state = opt.init(params)
   for _ in range(steps):
     g = grads_fn(params)
-    g = {layer: jax.tree.map(lambda x, f=_factor(g[layer]): x * f, g[layer])
-         for layer in g}
+    g = _scaled(g, g)
     u, state = opt.update(g, state, params)
     params = optax.apply_updates(params, u)
   return params, state
@@ -375,8 +377,7 @@ def test_lookahead_outside():
     u, s = opt.update(g, s, p)
     p = optax.apply_updates(p, u)
     g_ref = _quadratic_grads(p_ref.fast)
-    g_ref = {k: jax.tree.map(lambda x, f=_factor(g_ref[k]): x * f, g_ref[k])
-             for k in g_ref}
+    g_ref = _scaled(g_ref, g_ref)
     u, s_ref = ref.update(g_ref, s_ref, p_ref)
     p_ref = optax.apply_updates(p_ref, u)
   _assert_tree_close(p, p_ref, rtol=1e-5)
@@ -418,8 +419,8 @@ def test_sam_outside_removes_the_perturbation():
   g = _quadratic_grads(start)
   adv = jax.tree.map(lambda x, gx: x + 0.05 * gx, start, g)
   g_adv = _quadratic_grads(adv)
-  want = {k: jax.tree.map(lambda x, gx, f=_factor(g_adv[k]): x - 0.1 * f * gx,
-                          start[k], g_adv[k]) for k in start}
+  step = _scaled(g_adv, g_adv)
+  want = jax.tree.map(lambda x, d: x - 0.1 * d, start, step)
   _assert_tree_close(p, want, rtol=1e-5)
 
 
@@ -432,8 +433,7 @@ def test_dp_aggregate_then_layerwise_reads_only_the_private_gradient():
   opt = optax.chain(dp, layerlr_optax.layerwise(optax.sgd(0.1)))
   u, _ = opt.update(per_example, opt.init(params), params)
   private, _ = dp.update(per_example, dp.init(params), params)
-  want = {k: jax.tree.map(lambda x, f=_factor(private[k]): -0.1 * f * x,
-                          private[k]) for k in private}
+  want = _times(_scaled(private, private), -0.1)
   _assert_tree_close(u, want, rtol=1e-5)
 
 
