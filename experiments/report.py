@@ -13,6 +13,9 @@
       writes SWEEP_DIR/frozen_factors.json: the fixed per-layer factors of
       the +frozen control, from the +layer runs at their best rate (grid
       seeds only); never replaces a file with other factors;
+  python -m experiments.report verdict [RESULTS_DIR]
+      the corrected verdict over every sweep (Holm, confirmation seeds),
+      rebuilt from the sweeps' runs: RESULTS_DIR/verdict.{json,md};
   python -m experiments.report table2 [RESULTS_DIR]
       the paper's CIFAR-10 claims against RESULTS_DIR/cifar10_full and
       RESULTS_DIR/cifar10_full_50k (default experiments/results), written to
@@ -27,6 +30,7 @@ import sys
 
 from experiments.analysis import results as results_lib
 from experiments.analysis import sweeps as sweeps_lib
+from experiments.analysis import verdict as verdict_lib
 from experiments.lib import records
 
 
@@ -46,7 +50,8 @@ def _compare(args) -> None:
 
 
 def _sweep(args) -> None:
-  payload = sweeps_lib.summary(sweeps_lib.load(args.sweep_dir))
+  payload = sweeps_lib.summary(sweeps_lib.load(args.sweep_dir),
+                               sweeps_lib.data_of(args.sweep_dir))
   sweeps_lib.write_outputs(payload, args.sweep_dir)
   print(sweeps_lib.best_markdown(payload), end='')
 
@@ -56,6 +61,13 @@ def _frozen(args) -> None:
   path = os.path.join(args.sweep_dir, 'frozen_factors.json')
   written = sweeps_lib.write_frozen_factors(payload, path)
   print(f'{"wrote" if written else "unchanged:"} {path}')
+
+
+def _verdict(args) -> None:
+  for path in verdict_lib.write(args.results_dir):
+    print(f'wrote {path}')
+  with open(os.path.join(args.results_dir, 'verdict.md')) as f:
+    print(f.read(), end='')
 
 
 def _table2(args) -> None:
@@ -95,10 +107,15 @@ def _parser() -> argparse.ArgumentParser:
       'frozen', help="the +frozen control's factors from a sweep's +layer runs")
   frozen.add_argument('sweep_dir')
   frozen.set_defaults(handler=_frozen)
-  table2 = commands.add_parser('table2', help="the paper's CIFAR-10 claims")
-  table2.add_argument('results_dir', nargs='?', default=os.path.join(
+  results_dir = os.path.join(
       os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-      'experiments', 'results'))
+      'experiments', 'results')
+  verdict = commands.add_parser(
+      'verdict', help='the corrected verdict over every sweep')
+  verdict.add_argument('results_dir', nargs='?', default=results_dir)
+  verdict.set_defaults(handler=_verdict)
+  table2 = commands.add_parser('table2', help="the paper's CIFAR-10 claims")
+  table2.add_argument('results_dir', nargs='?', default=results_dir)
   table2.set_defaults(handler=_table2)
   return parser
 
@@ -107,7 +124,7 @@ def main(argv: list[str]) -> int:
   args = list(argv[1:])
   # `report WORKDIR` (no subcommand) is the results of one experiment.
   if args and args[0] not in ('results', 'compare', 'sweep', 'frozen',
-                              'table2', '-h', '--help'):
+                              'verdict', 'table2', '-h', '--help'):
     args.insert(0, 'results')
   parser = _parser()
   try:

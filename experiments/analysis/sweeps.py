@@ -25,8 +25,11 @@ from experiments.lib.methods import Method
 OUTPUTS = ('sweep.json', 'best.md', 'tuning.png', 'grid.md')
 
 
-def summary(grid: grid_lib.Grid) -> dict[str, Any]:
-  """The sweep.json payload from the runs finished so far."""
+def summary(grid: grid_lib.Grid,
+            data: dict[str, Any] | None = None) -> dict[str, Any]:
+  """The sweep.json payload from the runs finished so far; `data`: what
+  `data_lib.identity` says of the config's data (None: ask it, which reads
+  the data files)."""
   config = grid.config
   sweep = config.sweep
   grid_seeds = list(range(sweep.grid_seeds))
@@ -64,11 +67,22 @@ def summary(grid: grid_lib.Grid) -> dict[str, Any]:
     finals = np.array([grid_lib.final_error(r) for r in chosen])
     losses = np.array([r.train_loss[-1] for r in chosen], dtype=float)
     steps = grid.log2_steps[m]
+    # Seeds that took no part in choosing this rate (the grid seeds chose
+    # it): the comparison a referee trusts (DeepOBS; Nado et al.).
+    confirm = np.array([f for s, f in zip(seeds, finals)
+                        if s >= sweep.grid_seeds])
     best[m.name] = {
         'base_lr': grid.rate(m, k_best), 'log2_step': k_best,
         'seeds': len(seeds), 'mean': _json_float(finals.mean()),
         'std': _json_float(stats.sample_std(finals)),
         'final_errors': [_json_float(f) for f in finals],
+        'seed_ids': seeds,
+        'confirmation': {
+            'seeds': len(confirm),
+            'mean': _json_float(confirm.mean()) if len(confirm) else None,
+            'std': _json_float(stats.sample_std(confirm))
+                   if len(confirm) else None,
+            'final_errors': [_json_float(f) for f in confirm]},
         'train_loss_mean': _json_float(losses.mean()),
         'train_loss_std': _json_float(stats.sample_std(losses)),
         'interior': all(k in steps and grid.point(m, k, grid_seeds).seeds
@@ -95,8 +109,22 @@ def summary(grid: grid_lib.Grid) -> dict[str, Any]:
                         for (d, v), n in sorted(platforms.items())],
       'commit': sorted(commits, key=str)[0] if len(commits) == 1
                 else sorted(str(c) for c in commits),
-      'data': data_lib.identity(config),
+      'data': data_lib.identity(config) if data is None else data,
   }
+
+
+def data_of(workdir: str) -> dict[str, Any]:
+  """What data a sweep's runs were made on: from the data files where
+  this machine has them, else as the sweep's sweep.json recorded it (a
+  clone without the data can still rebuild the outputs from the runs)."""
+  try:
+    return data_lib.identity(read_config(workdir))
+  except (OSError, ValueError, data_lib.DataError):
+    path = os.path.join(workdir, 'sweep.json')
+    if not os.path.exists(path):
+      raise
+    with open(path) as f:
+      return json.load(f)['data']
 
 
 def write_outputs(payload: dict[str, Any], workdir: str) -> None:
@@ -236,40 +264,51 @@ def best_markdown(payload: dict[str, Any]) -> str:
       '',
       f'Selection metric: {payload["metric"]} ({payload["grid_seeds"]} '
       f'seeds per grid point once complete); each method\'s best rate is then rerun to '
-      f'{payload["best_seeds"]} seeds. Robustness: the width of the range of '
+      f'{payload["best_seeds"]} seeds (final test error: all of them; '
+      f'confirmation: seeds {payload["grid_seeds"]} and up, which took no '
+      'part in the choice). Robustness: the width of the range of '
       f'rates whose mean error is within {payload["tolerance"]:.0%} '
       '(relative) of the best, in factors of 2 (0: only the best rate). '
       'Training loss: the mean mini-batch loss over the last evaluation '
       'interval, at the best rate.',
       '',
       '| method | best base_lr | seeds | final test error (%) | '
+      'confirmation seeds | confirmation error (%) | '
       'training loss | robust width (x2) | best interior? |',
-      '|---|---|---|---|---|---|---|',
+      '|---|---|---|---|---|---|---|---|---|',
   ]
   for name, b in best.items():
+    confirm = b['confirmation']
     lines.append(
         f'| {name} | {b["base_lr"]:.3g} | {b["seeds"]} | '
-        f'{results.fmt(b["mean"], _nan(b["std"]))} | '
+        f'{results.fmt(b["mean"], _nan(b["std"]))} | {confirm["seeds"]} | '
+        + (results.fmt(confirm['mean'], _nan(confirm['std']))
+           if confirm['seeds'] else 'n/a') + ' | '
         f'{results.fmt(b["train_loss_mean"], _nan(b["train_loss_std"]))} | '
         f'{b["robust_width_log2"]} | {"yes" if b["interior"] else "no"} |')
-  pairs = _best_pairs(best)
-  if pairs:
+  rows = comparison_rows(payload)
+  if rows:
     lines += [
         '',
-        '**Best vs best** (each at its own best rate; Welch two-sided p)',
+        '**Best vs best** (each at its own best rate; Welch two-sided p, '
+        'not corrected for multiplicity: the corrected verdict over every '
+        'sweep is experiments/results/verdict.md)',
         '',
         'Δ = mean(variant) − mean(base), percentage points; negative '
-        'favours the variant.',
+        'favours the variant. *Confirmation*: only the seeds that took no '
+        f'part in choosing the rates (seeds {payload["grid_seeds"]} and '
+        'up; n = seeds of each side); *all seeds*: the grid seeds too.',
         '',
-        '| variant | vs | Δ | p |',
-        '|---|---|---|---|',
+        '| variant | vs | n | Δ confirmation | p confirmation | '
+        'Δ all seeds | p all seeds |',
+        '|---|---|---|---|---|---|---|',
     ]
-    for a, b in pairs:
-      x = np.array(best[a]['final_errors'], dtype=float)
-      y = np.array(best[b]['final_errors'], dtype=float)
-      p = stats.welch_p(x, y)
-      lines.append(f'| {a} | {b} | {x.mean() - y.mean():+.2f} | '
-                   f'{"n/a" if math.isnan(p) else f"{p:.3f}"} |')
+    for row in rows:
+      lines.append(
+          f'| {row["variant"]} | {row["vs"]} | '
+          f'{row["n_variant"]}, {row["n_vs"]} | '
+          f'{_signed(row["delta"])} | {_p(row["p"])} | '
+          f'{_signed(row["delta_all"])} | {_p(row["p_all"])} |')
   platforms = payload.get('run_platforms') or []
   if platforms:
     lines += ['', 'Trained on: ' + '; '.join(
@@ -292,18 +331,65 @@ def _nan(x):
   return math.nan if x is None else x
 
 
-def _best_pairs(best: dict[str, Any]) -> list[tuple[str, str]]:
-  """(variant, its plain base) and (+layer, +global) pairs present."""
+def _signed(x) -> str:
+  return 'n/a' if x is None or math.isnan(x) else f'{x:+.2f}'
+
+
+def _p(x) -> str:
+  return 'n/a' if x is None or math.isnan(x) else f'{x:.3f}'
+
+
+# The question each comparison answers; Holm's correction is applied per
+# family (experiments/analysis/verdict.py).
+VERDICT_FAMILY = 'does the variant beat its reference'
+FROZEN_FAMILY = 'does adaptivity beat a frozen factor'
+
+
+def _best_pairs(best: dict[str, Any]) -> list[tuple[str, str, str]]:
+  """(variant, reference, family): each variant against its plain base,
+  +layer against the +global control, and the +frozen control against
+  +layer and the plain base."""
   pairs = []
   for name in best:
     method = Method.parse(name)
+    family = (FROZEN_FAMILY if method.variant == 'frozen'
+              else VERDICT_FAMILY)
     if method.variant is not None and method.plain.name in best:
-      pairs.append((name, method.plain.name))
+      pairs.append((name, method.plain.name, family))
     if method.variant == 'layer':
-      control = Method(method.base, 'global').name
-      if control in best:
-        pairs.append((name, control))
+      for control, family in (('global', VERDICT_FAMILY),
+                              ('frozen', FROZEN_FAMILY)):
+        other = Method(method.base, control).name
+        if other in best:
+          pairs.append((name, other, family))
   return pairs
+
+
+def comparison_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
+  """Every best-vs-best comparison of a sweep: on the confirmation seeds
+  (those that did not choose the rates) and on all seeds, uncorrected."""
+  best = payload['best']
+  rows = []
+  for a, b, family in _best_pairs(best):
+    conf_a = np.array(best[a]['confirmation']['final_errors'], float)
+    conf_b = np.array(best[b]['confirmation']['final_errors'], float)
+    all_a = np.array(best[a]['final_errors'], float)
+    all_b = np.array(best[b]['final_errors'], float)
+    rows.append({
+        'experiment': payload['experiment'], 'family': family,
+        'variant': a, 'vs': b,
+        'n_variant': len(conf_a), 'n_vs': len(conf_b),
+        'mean_variant': _mean(conf_a), 'mean_vs': _mean(conf_b),
+        'delta': _mean(conf_a) - _mean(conf_b),
+        'p': stats.welch_p(conf_a, conf_b),
+        'n_all': [len(all_a), len(all_b)],
+        'delta_all': _mean(all_a) - _mean(all_b),
+        'p_all': stats.welch_p(all_a, all_b)})
+  return rows
+
+
+def _mean(x: np.ndarray) -> float:
+  return float(x.mean()) if len(x) else math.nan
 
 
 # One colour per base optimizer; variants share it, told apart by line style.

@@ -1,5 +1,6 @@
-"""The statistics of every table: sample standard deviation and Welch's
-t-test. Shared by the sweep grid (selection) and the analysis (tables)."""
+"""The statistics of every table: sample standard deviation, Welch's t-test
+and Holm's correction for a family of tests. Shared by the sweep grid
+(selection) and the analysis (tables)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,23 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     warnings.filterwarnings('ignore', 'Precision loss occurred',
                             RuntimeWarning)
     return float(scipy_stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(pvalues) -> list[float]:
+  """Holm's step-down adjusted p-values (Holm 1979), in the input order.
+
+  Sorted ascending, the i-th smallest of m gets ``min(1, (m - i) p_(i))``
+  (i from 0), made non-decreasing: reject where the adjusted value is below
+  alpha and the family-wise error rate is at most alpha. NaN p-values (a
+  comparison without enough seeds) stay NaN and are not counted in m.
+  """
+  values = np.asarray(pvalues, np.float64)
+  out = np.full(values.shape, np.nan)
+  finite = np.flatnonzero(~np.isnan(values))
+  m = len(finite)
+  order = finite[np.argsort(values[finite], kind='stable')]
+  running = 0.0
+  for i, index in enumerate(order):
+    running = max(running, min(1.0, (m - i) * values[index]))
+    out[index] = running
+  return [float(x) for x in out]

@@ -325,3 +325,24 @@ def test_an_eval_subset_is_a_fixed_sample_not_the_first_examples():
       chosen, np.concatenate([l for _, l in again.batches()]))
   whole = data_lib.InMemoryEval(images, labels, 64, max_examples=5000)
   assert whole.num_examples == 1000
+
+
+@pytest.mark.parametrize('num_examples,batch_size', [(10, 3), (12, 4), (7, 7)])
+def test_every_epoch_is_a_fresh_permutation(num_examples, batch_size):
+  """The reshuffle the reproduction page describes (#31): each epoch visits
+  every example once, in an order of its own; the same seed gives the same
+  orders, another seed others."""
+  from experiments.lib.data import batches
+  epochs = 6
+  steps = epochs * num_examples // batch_size
+  orders = batches.epoch_orders(3, num_examples, steps, batch_size).ravel()
+  blocks = [orders[i * num_examples:(i + 1) * num_examples]
+            for i in range(len(orders) // num_examples)]
+  assert len(blocks) >= epochs - 1
+  for block in blocks:
+    assert sorted(block.tolist()) == list(range(num_examples))
+  assert len({tuple(b.tolist()) for b in blocks}) == len(blocks)
+  again = batches.epoch_orders(3, num_examples, steps, batch_size).ravel()
+  np.testing.assert_array_equal(orders, again)
+  other = batches.epoch_orders(4, num_examples, steps, batch_size).ravel()
+  assert not np.array_equal(orders, other)

@@ -53,6 +53,10 @@ def _render(path: str) -> str | None:
   if name == 'best.md':
     with open(os.path.join(folder, 'sweep.json')) as f:
       return sweeps.best_markdown(json.load(f))
+  if name == 'verdict.md':
+    from experiments.analysis import verdict
+    with open(os.path.join(folder, 'verdict.json')) as f:
+      return verdict.markdown(json.load(f))
   if name == 'table.md' and os.path.exists(os.path.join(folder,
                                                         'results.json')):
     return results_lib.table_markdown(
