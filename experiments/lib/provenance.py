@@ -52,3 +52,25 @@ def versions() -> dict[str, str]:
   return {'jax': jax.__version__, 'optax': optax.__version__,
           'flax': flax.__version__,
           'layerlr_optax': layerlr_optax.__version__}
+
+
+def cpu() -> str:
+  """The CPU model and a digest of its instruction-set flags: XLA:CPU
+  compiles for the features it finds, so float results can differ in the
+  last bits between CPUs of one architecture (seen: 1e-7 relative)."""
+  import hashlib
+  import platform
+  model, flags = platform.processor() or platform.machine(), ''
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and not flags:
+          model = value.strip()
+        elif key.strip() == 'flags':
+          flags = ' '.join(sorted(value.split()))
+          break
+  except OSError:
+    pass
+  digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
+  return f'{model} (flags {digest})'

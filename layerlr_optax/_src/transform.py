@@ -80,19 +80,26 @@ def layer_factor(norm: jax.typing.ArrayLike) -> jax.Array:
   return _factor_from_sq_norm(jnp.square(raised))
 
 
+# Below this squared norm (a norm of 1e-10) the derivative of rsqrt,
+# s^-1.5, approaches float32's range (it overflows below ~2e-26).
+_SMALL_SQ_NORM = 1e-20
+
+
 def _factor_from_sq_norm(sq_norm: jax.Array) -> jax.Array:
   """Eq. 9 from a squared norm, with `layer_factor`'s policies.
 
   Written so that value and derivative are finite for every input: each
-  branch is evaluated at a safe argument (the "double where"), and small
-  norms use ``log1p(n) - log(n)``, whose derivative ``-1/(2 n^2)`` in the
-  squared norm stays finite down to ``tiny`` (``rsqrt``'s overflows).
+  branch is evaluated at a safe argument (the "double where"). Squared
+  norms down to `_SMALL_SQ_NORM` use ``log1p(rsqrt(s))``, the paper's form
+  (bit for bit what earlier versions computed there); below it
+  ``log1p(n) - log(n)``, the same value, whose derivative ``-1/(2 s)``
+  stays finite down to ``tiny`` where ``rsqrt``'s (``s^-1.5``) overflows.
   """
   dtype = sq_norm.dtype
   one = jnp.ones((), dtype)
   signal = jnp.isfinite(sq_norm) & (sq_norm > 0)
   sq = jnp.where(signal, jnp.maximum(sq_norm, jnp.finfo(dtype).tiny), one)
-  large = sq >= 1
+  large = sq >= _SMALL_SQ_NORM
   sq_large = jnp.where(large, sq, one)
   sq_small = jnp.where(large, one, sq)
   factor_large = 1.0 + jnp.log1p(jax.lax.rsqrt(sq_large))

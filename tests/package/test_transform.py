@@ -395,11 +395,13 @@ class RecordedFactorsTest(chex.TestCase):
         np.testing.assert_allclose(recorded[layer], value, rtol=1e-5)
 
   def test_missing_or_ambiguous_record_is_an_error(self):
-    with self.assertRaisesRegex(ValueError, 'holds 0 sets'):
+    with self.assertRaisesRegex(ValueError, 'no recorded layer factors.*'
+                                'record_factors=True'):
       layerlr_optax.recorded_factors(optax.adam(1e-3).init(self.params))
     twice = optax.chain(
         layerlr_optax.scale_by_layer_gradient(record_factors=True),
         layerlr_optax.scale_by_layer_gradient(record_factors=True))
+    # Two recorders of the same layers: which factor is ambiguous.
     with self.assertRaisesRegex(ValueError, 'holds 2 sets'):
       layerlr_optax.recorded_factors(twice.init(self.params))
     with self.assertRaisesRegex(TypeError, 'record_factors must be True'):
