@@ -2,7 +2,7 @@
 
 The reviewer's question: does the layer factor help on a modern block with
 normalisation layers and attention, where Adam is the usual optimizer? 28
-tokens (the rows), width 64, 2 pre-LN blocks, 4 heads (~105k parameters);
+tokens (the rows), width 64, 2 pre-LN blocks, 4 heads (104,394 parameters);
 batch 64, 2,000 iterations, constant rate (`fixed` policy) so that the
 warm-up control is meaningful, no weight decay. Reduced budget: one run is
 a few minutes on 2 CPU cores; the sweep (7 methods x 7 rates x 3 seeds plus

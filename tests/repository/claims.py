@@ -1,0 +1,251 @@
+"""The claims table: each published number, count and yes/no bound to the
+value it states (#31).
+
+A `Claim` is a passage of a page (README or docs) and a function that
+writes the same passage from the committed raw output it quotes. The test
+(`test_claims.py`) requires every passage to be on its page word for word
+and to equal what its function writes now; and in the regions named in
+`COVERED` every number must lie inside some claim. Changing a digit, a
+sign, a count or a yes/no on the page, or the data under it, fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable
+
+from tests.conftest import ROOT
+
+RESULTS = os.path.join(ROOT, 'experiments', 'results')
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  page: str          # repository-relative path of the page
+  source: str        # the committed output it quotes
+  how: str           # how the value is computed, in words
+  write: Callable[[], str]  # the passage, written from `source`
+
+
+def _load(path: str):
+  with open(os.path.join(ROOT, path)) as f:
+    return json.load(f)
+
+
+# --------------------------------------------------------------- verdict --
+
+VERDICT = 'experiments/results/verdict.json'
+
+
+def _row(sweep: str, variant: str, vs: str) -> dict:
+  for row in _load(VERDICT)['rows']:
+    if (row['sweep'], row['variant'], row['vs']) == (sweep, variant, vs):
+      return row
+  raise KeyError((sweep, variant, vs))
+
+
+def comparison(sweep: str, variant: str, vs: str) -> Callable[[], str]:
+  """"A x% vs B y% (Δ d, p = q, Holm p = h)" on the confirmation seeds."""
+  def write():
+    r = _row(sweep, variant, vs)
+    return (f'{variant} {r["mean_variant"]:.2f}% vs {vs} '
+            f'{r["mean_vs"]:.2f}% (Δ {r["delta"]:+.2f}, p = {r["p"]:.3f}, '
+            f'Holm p = {r["p_holm"]:.3f})')
+  return write
+
+
+def family_summary() -> str:
+  family = _load(VERDICT)['families']['does the variant beat its reference']
+  significant = family['significant']
+  count = 'none is' if significant == 0 else f'{significant} are'
+  return (f'after Holm\'s correction for the {family["tested"]} comparisons '
+          f'of the four workloads {count} significant (smallest adjusted p '
+          f'= {family["smallest_p_holm"]:.3f}; smallest uncorrected p = '
+          f'{family["smallest_p"]:.3f})')
+
+
+def seeds_summary() -> str:
+  payloads = {name: _load(f'experiments/results/{name}/sweep.json')
+              for name in _load(VERDICT)['sweeps']}
+  mnist = {(p['grid_seeds'], p['best_seeds'] - p['grid_seeds'])
+           for name, p in payloads.items() if not name.startswith('cifar')}
+  cifar = {(p['grid_seeds'], p['best_seeds'] - p['grid_seeds'])
+           for name, p in payloads.items() if name.startswith('cifar')}
+  assert len(mnist) == 1 and len(cifar) == 1, (mnist, cifar)
+  (g, c), = mnist
+  (cg, cc), = cifar
+  return (f'rates chosen on {g} seeds, compared on {c} other seeds that '
+          f'took no part in the choice (on CIFAR-10 chosen on {cg}, '
+          f'compared on {cc})')
+
+
+# ---------------------------------------------------- factor magnitudes --
+
+def _factor_rows(path: str) -> dict[str, list[list[float]]]:
+  """factors.md: per method the rows (mean, first fifth, last fifth)."""
+  out: dict[str, list[list[float]]] = {}
+  with open(os.path.join(ROOT, path)) as f:
+    for line in f:
+      cells = [c.strip() for c in line.strip().strip('|').split('|')]
+      if len(cells) == 7 and re.fullmatch(r'[\d.]+', cells[2]):
+        out.setdefault(cells[0], []).append(
+            [float(c) for c in cells[2:5]])
+  return out
+
+
+def _layer_means(path: str) -> list[list[float]]:
+  """Per method [mean, first fifth, last fifth], each averaged over the
+  layers."""
+  return [[sum(r[i] for r in rows) / len(rows) for i in range(3)]
+          for rows in _factor_rows(path).values()]
+
+
+def mnist_factor() -> str:
+  means = _layer_means('experiments/results/mnist_lenet/factors.md')
+  lo, hi = min(m[0] for m in means), max(m[0] for m in means)
+  first = (min(m[1] for m in means), max(m[1] for m in means))
+  last = (min(m[2] for m in means), max(m[2] for m in means))
+  return (f'on MNIST the factor averages {lo:.2f}-{hi:.2f} over the layers, '
+          f'rising from {first[0]:.2f}-{first[1]:.2f} in the first fifth of '
+          f'training to {last[0]:.2f}-{last[1]:.2f} in the last')
+
+
+def cifar_factor() -> str:
+  rows = _factor_rows('experiments/results/cifar10_full_short/factors.md')
+  layer_means = [r[0] for rows_ in rows.values() for r in rows_]
+  falls = all(r[2] <= r[1] for rows_ in rows.values() for r in rows_)
+  return (f'on CIFAR-10 it is {min(layer_means):.2f}-{max(layer_means):.2f} '
+          f'and {"falls" if falls else "does not fall"} during training')
+
+
+# ---------------------------------------------------------- other pages --
+
+def anchor_overlap() -> str:
+  """Update time of layerlr_optax.sgd against the clip_by_global_norm
+  anchor: on how many trees the median is below, and on how many the
+  min-max ranges of the 3 fresh processes are apart."""
+  cases = _load('benchmarks/results/anchor_cpu.json')['cases']
+  ours = {c['tree']: c for c in cases if c['optimizer'] == 'layerlr_optax.sgd'}
+  anchor = {c['tree']: c for c in cases
+            if c['optimizer'] == 'optax.clip_by_global_norm+sgd'}
+  below = [t for t in ours if ours[t]['ratio'] < anchor[t]['ratio']]
+  apart = [t for t in ours if ours[t]['ratio_max'] < anchor[t]['ratio_min']]
+  return (f'the median is below the anchor on {len(below)} of the '
+          f'{len(ours)} trees, but the ranges of the 3 processes are apart '
+          f'on {len(apart)} ({", ".join(f"`{t}`" for t in apart)}); on the '
+          f'other {len(ours) - len(apart)} they overlap')
+
+
+def table1_cells() -> str:
+  """mnist_lenet (Table I protocol): in how many (pair, evaluation) cells
+  the +layer variant's mean test error is the lower."""
+  payload = _load('experiments/results/mnist_lenet/results.json')
+  by_method: dict[str, list[list[float]]] = {}
+  for run in payload['runs']:
+    by_method.setdefault(run['method'], []).append(run['test_error'])
+  pairs = [m for m in by_method if m.endswith('+layer')
+           and m[:-len('+layer')] in by_method]
+  mean = lambda m, i: sum(r[i] for r in by_method[m]) / len(by_method[m])
+  evals = len(payload['eval_steps'])
+  lower = sum(mean(m, i) < mean(m[:-len('+layer')], i)
+              for m in pairs for i in range(evals))
+  total = len(pairs) * evals
+  quantifier = 'all' if lower == total else f'{lower} of the'
+  return (f'In {quantifier} {total} cells ({len(pairs)} optimizers x '
+          f'{evals} evaluations) the layer-specific variant has the lower '
+          'mean test error')
+
+
+def distributed_1x1() -> str:
+  """The largest relative difference of LeNet on 1x1 from 1x8."""
+  rows = _load('experiments/results/distributed/distributed_check.json')[
+      'rows']
+  row, = [r for r in rows if (r['workload'], r['layout']) == ('lenet',
+                                                             '1x1')]
+  return (f'within {row["max_relative_difference"]:.1e} relative'
+          .replace('e-0', 'e-'))
+
+
+def transformer_parameters() -> str:
+  import jax
+  import jax.numpy as jnp
+  from experiments.lib import models
+  variables = models.RowTransformer().init(jax.random.key(0),
+                                           jnp.ones((1, 28, 28, 1)))
+  count = sum(x.size for x in jax.tree.leaves(variables['params']))
+  return f'4 heads, {count:,} parameters'
+
+
+def notebook_tanh() -> str:
+  """The vanishing-gradients notebook's tanh table at lr 0.01."""
+  import nbformat
+  nb = nbformat.read(os.path.join(ROOT, 'notebooks',
+                                  'vanishing_gradients.ipynb'), 4)
+  printed = ''.join(o.get('text', '') for c in nb.cells
+                    if c.cell_type == 'code' for o in c.outputs)
+  table = printed[printed.index('tanh network, test error'):]
+  sgd, layer = re.search(r'0\.01 \|\s+([\d.]+)% \|\s+([\d.]+)%',
+                         table).groups()
+  return f'{float(sgd):.1f}% → {float(layer):.1f}% at lr 0.01'
+
+
+# -------------------------------------------------------------- the table --
+
+README = 'README.md'
+LENET, MLP, TRANSFORMER, CIFAR = (
+    'mnist_lenet_sweep', 'mnist_deep_mlp_sweep', 'mnist_transformer_sweep',
+    'cifar10_full_short_sweep')
+
+CLAIMS: list[Claim] = [
+    Claim(README, VERDICT, 'sweeps\' grid and best seeds', seeds_summary),
+    Claim(README, VERDICT, 'Holm over the verdict family', family_summary),
+    *[Claim(README, VERDICT, 'confirmation-seed means, Welch p, Holm p',
+            comparison(*key)) for key in (
+                (LENET, 'sgd+layer', 'sgd'),
+                (CIFAR, 'sgd+layer', 'sgd'),
+                (MLP, 'sgd+layer', 'sgd'),
+                (MLP, 'adam+layer', 'adam'),
+                (LENET, 'adagrad+layer', 'adagrad'),
+                (LENET, 'adagrad+layer', 'adagrad+global'),
+                (TRANSFORMER, 'adam+layer', 'adam'))],
+    Claim(README, 'experiments/results/mnist_lenet/factors.md',
+          'per method the mean over layers of each column; range over '
+          'methods', mnist_factor),
+    Claim(README, 'experiments/results/cifar10_full_short/factors.md',
+          'range of the layer means; falls if every layer\'s last fifth is '
+          'at or below its first', cifar_factor),
+    Claim('docs/index.md', VERDICT, 'Holm over the verdict family',
+          family_summary),
+    Claim('docs/index.md', 'experiments/results/mnist_lenet/factors.md',
+          'as in the README', mnist_factor),
+    Claim('docs/results/tuned_comparison.md', VERDICT,
+          'Holm over the verdict family', family_summary),
+    Claim('docs/results/tuned_comparison.md', VERDICT,
+          'sweeps\' grid and best seeds', seeds_summary),
+    Claim('docs/results/tuned_comparison.md', 'experiments/lib/models.py',
+          'parameter count of RowTransformer, initialised',
+          transformer_parameters),
+    Claim('docs/results/cost.md', 'benchmarks/results/anchor_cpu.json',
+          'median ratios compared, and min-max ranges of the fresh '
+          'processes', anchor_overlap),
+    Claim('docs/results/paper_reproduction.md',
+          'experiments/results/mnist_lenet/results.json',
+          'cells where mean(+layer) < mean(plain)', table1_cells),
+    Claim('docs/results/scale_and_faults.md',
+          'experiments/results/distributed/distributed_check.json',
+          'lenet 1x1 max_rel_diff', distributed_1x1),
+    Claim('docs/notebooks.md', 'notebooks/vanishing_gradients.ipynb',
+          'the tanh table\'s lr 0.01 row, printed by the notebook',
+          notebook_tanh),
+]
+
+# Regions whose every number must lie inside a claim: (page, start marker,
+# end marker).
+COVERED = [
+    (README, '## Does it help?', '![tuning curves'),
+    ('docs/index.md', '**Should you use it?**', '**What does it cost?**'),
+    ('docs/results/tuned_comparison.md', '## The answer', '## Protocol'),
+]
