@@ -397,7 +397,8 @@ _BASE_COLOURS = {'sgd': 'tab:blue', 'nag': 'tab:orange', 'adagrad': 'tab:green',
                  'adam': 'tab:red', 'lars': 'tab:purple', 'lamb': 'tab:brown'}
 _VARIANT_STYLES = {None: ('--', 'o'), 'layer': ('-', 's'),
                    'layercap': ((0, (5, 1, 1, 1)), 'D'),
-                   'global': (':', '^'), 'warmup': ('-.', 'v')}
+                   'global': (':', '^'), 'warmup': ('-.', 'v'),
+                   'frozen': ((0, (1, 1)), 'x')}
 
 
 def plot_tuning(payload: dict[str, Any], path: str) -> None:
