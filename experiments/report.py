@@ -9,10 +9,11 @@
   python -m experiments.report sweep SWEEP_DIR
       re-makes sweep.json, best.md and tuning.png of a learning-rate sweep
       (also an unfinished or running one) from its runs, and prints best.md;
-  python -m experiments.report frozen SWEEP_DIR
-      writes SWEEP_DIR/frozen_factors.json: the fixed per-layer factors of
-      the +frozen control, from the +layer runs at their best rate (grid
-      seeds only); never replaces a file with other factors;
+  python -m experiments.report frozen SWEEP_DIR|WORKDIR
+      writes DIR/frozen_factors.json: the fixed per-layer factors of the
+      +frozen control, from a sweep's +layer runs at their best rate (grid
+      seeds only), or from an experiment's +layer runs (results.json, all
+      seeds); never replaces a file with other factors;
   python -m experiments.report verdict [RESULTS_DIR]
       the corrected verdict over every sweep (Holm, confirmation seeds),
       rebuilt from the sweeps' runs: RESULTS_DIR/verdict.{json,md};
@@ -57,7 +58,12 @@ def _sweep(args) -> None:
 
 
 def _frozen(args) -> None:
-  payload = sweeps_lib.frozen_factors(sweeps_lib.load(args.sweep_dir))
+  if os.path.isdir(os.path.join(args.sweep_dir, 'runs')) and os.path.exists(
+      os.path.join(args.sweep_dir, 'results.json')):
+    # The runs of one rate (experiments.run), e.g. Table I's protocol.
+    payload = sweeps_lib.frozen_factors_of_runs(_load(args.sweep_dir))
+  else:
+    payload = sweeps_lib.frozen_factors(sweeps_lib.load(args.sweep_dir))
   path = os.path.join(args.sweep_dir, 'frozen_factors.json')
   written = sweeps_lib.write_frozen_factors(payload, path)
   print(f'{"wrote" if written else "unchanged:"} {path}')

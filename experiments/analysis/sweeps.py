@@ -239,6 +239,33 @@ def frozen_factors(grid: grid_lib.Grid) -> dict[str, Any]:
           'experiment': grid.config.experiment}
 
 
+def frozen_factors_of_runs(results: records.Results) -> dict[str, Any]:
+  """The +frozen control's factors from the +layer runs of one experiment
+  at one rate (results.json, e.g. Table I's protocol at Caffe's rate): each
+  layer's eq. 9 factor averaged over all logged steps of every seed."""
+  factors, runs = {}, {}
+  for run in results.runs:
+    method = Method.parse(run.method)
+    if method.variant != 'layer':
+      continue
+    per_base = runs.setdefault(method.base, [])
+    per_base.append(records.run_name(run.method, run.seed))
+    factors.setdefault(method.base, []).append(run.layer_factors)
+  if not factors:
+    raise ValueError('no +layer runs in these results; train BASE+layer '
+                     'first.')
+  return {
+      'factors': {base: {layer: float(np.mean([np.mean(r[layer])
+                                                for r in per_run]))
+                         for layer in sorted(per_run[0])}
+                  for base, per_run in factors.items()},
+      'runs': runs,
+      'rule': ("each layer's eq. 9 factor, mean over the logged steps of each "
+               'BASE+layer run of these results (every seed, the one rate), '
+               'then the mean over the runs'),
+      'experiment': results.experiment}
+
+
 def write_frozen_factors(payload: dict[str, Any], path: str) -> bool:
   """Writes `payload` to `path`; False if the same file is there already.
 

@@ -134,13 +134,24 @@ def test_solver_records_the_factors_of_the_regularised_gradient(
                                reference.factor(np.sqrt(36.0)), rtol=1e-6)
 
 
-def test_every_base_and_variant_scales_its_base_as_documented(mnist_config):
+def _frozen_file(tmp_path, factors):
+  import json
+  path = tmp_path / 'frozen_factors.json'
+  path.write_text(json.dumps({'factors': {
+      base: dict(factors) for base in ('sgd', 'nag', 'adagrad', 'adam',
+                                       'lars', 'lamb')}}))
+  return str(path)
+
+
+def test_every_base_and_variant_scales_its_base_as_documented(mnist_config,
+                                                              tmp_path):
   """All 30 (base, variant) solvers: at the first step (empty histories)
   each variant's update is its plain base's times what the variant
   promises: f_l (+layer), min(f_l, cap) (+layercap), the whole gradient's
   factor (+global), 1/warm-up steps (+warmup)."""
   config = mnist_config(weight_decay=0.0, warmup_fraction=0.5, num_steps=8,
                         layer_max_factor=1.5)
+  config.frozen_factors = _frozen_file(tmp_path, {'conv1': 2.5, 'ip1': 1.25})
   params = {'conv1': {'kernel': jnp.full((3, 2), 0.5), 'bias': jnp.zeros(2)},
             'ip1': {'kernel': jnp.ones((2, 4)), 'bias': jnp.full(4, 0.1)}}
   grads = {'conv1': {'kernel': jnp.full((3, 2), 0.01), 'bias': jnp.zeros(2)},
@@ -152,6 +163,7 @@ def test_every_base_and_variant_scales_its_base_as_documented(mnist_config):
       'layercap': {m: min(reference.factor(n), 1.5) for m, n in norms.items()},
       'global': {m: whole for m in norms},
       'warmup': {m: 1.0 / 4 for m in norms},  # 0.5 of 8 steps
+      'frozen': {'conv1': 2.5, 'ip1': 1.25},  # the file's, whatever g is
   }
 
   def first_update(method):
@@ -169,6 +181,61 @@ def test_every_base_and_variant_scales_its_base_as_documented(mnist_config):
           np.testing.assert_allclose(
               got[module][leaf], factor * plain[module][leaf], rtol=2e-5,
               atol=1e-9, err_msg=f'{base}+{variant} {module}/{leaf}')
+
+
+@pytest.mark.parametrize('base', ['sgd', 'nag', 'adagrad', 'adam', 'lars',
+                                  'lamb'])
+def test_frozen_with_one_factor_is_the_base_at_a_scaled_rate(mnist_config,
+                                                             tmp_path, base):
+  """Over many steps (histories filled): every layer frozen at c is the
+  plain method at c times its rate, since the factor multiplies the
+  direction where the rate does."""
+  config = mnist_config(lr_policy='inv', base_lr=0.01, weight_decay=5e-3,
+                        num_steps=20)
+  config.frozen_factors = _frozen_file(tmp_path, {'conv1': 1.7, 'ip1': 1.7})
+  rng = np.random.default_rng(0)
+  flat = {k: rng.standard_normal(s) for k, s in TOY_SHAPES.items()}
+  start = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), nest(flat))
+  final = {}
+  for method, rate in ((Method(base, 'frozen'), 0.01),
+                       (Method(base), 0.017)):
+    solver = solvers.make_solver(method, config, start, base_lr=rate)
+    params, state = start, solver.optimizer.init(start)
+    update = jax.jit(solver.optimizer.update)
+    for step in range(15):
+      flat_now = {f'{m}/{l}': np.asarray(v, np.float64)
+                  for m, d in params.items() for l, v in d.items()}
+      grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
+                           nest(_toy_grads(flat_now, step)))
+      updates, state = update(grads, state, params)
+      params = jax.tree.map(lambda p, u: p + u, params, updates)
+    final[method.variant] = params
+  for a, b in zip(jax.tree.leaves(final['frozen']), jax.tree.leaves(final[None])):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_frozen_factors_file_is_checked(mnist_config, tmp_path):
+  import json
+  from experiments.lib import frozen
+  params = {'conv1': {'kernel': jnp.ones((3, 2))}, 'ip1': {'kernel': jnp.ones(2)}}
+  config = mnist_config()
+  with pytest.raises(ValueError, match='report frozen'):
+    frozen.load('')
+  with pytest.raises(ValueError, match='is not a file'):
+    frozen.load(str(tmp_path / 'missing.json'))
+  bad = tmp_path / 'bad.json'
+  bad.write_text(json.dumps({'factors': {'sgd': {'conv1': 0.5}}}))
+  with pytest.raises(ValueError, match='>= 1'):
+    frozen.load(str(bad))
+  only_sgd = tmp_path / 'only_sgd.json'
+  only_sgd.write_text(json.dumps({'factors': {'sgd': {'conv1': 2.0}}}))
+  with pytest.raises(ValueError, match="no factors for 'adam'"):
+    frozen.factors_for(str(only_sgd), 'adam')
+  config.frozen_factors = _frozen_file(tmp_path, {'conv1': 2.0, 'other': 2.0})
+  solver = solvers.make_solver(Method('sgd', 'frozen'), config, params)
+  with pytest.raises(ValueError, match=r"without a factor \['ip1'\].*"
+                     r"without a layer \['other'\]"):
+    solver.optimizer.init(params)
 
 
 def test_method_base_lr_precedence(mnist_config):

@@ -210,3 +210,39 @@ def test_committed_verdict_is_rebuilt_from_the_runs():
                                                            sort_keys=True)
   with open(os.path.join(RESULTS, 'verdict.md')) as f:
     assert f.read() == verdict_lib.markdown(committed)
+
+
+def test_frozen_factors_come_from_the_selection_seeds_only(tmp_path):
+  """+frozen's factors: sgd+layer's best rate, its grid seeds' runs only
+  (the confirmation seeds must not leak into the control)."""
+  from experiments import configs
+  from experiments.lib import grid as grid_lib
+  from experiments.lib import records
+  config = configs.get_config('mnist_lenet')
+  config.sweep.methods = 'sgd+layer'
+  config.sweep.lr_log2_steps = (0, 1)
+  config.sweep.grid_seeds = 2
+  config.sweep.best_seeds = 4
+  config.base_lr = 1.0
+  layer = Method('sgd', 'layer')
+  runs = {}
+  grid = grid_lib.Grid(config, (layer,), lambda spec: runs.get(spec.name))
+  for k, finals in ((0, [2.0, 2.0, 9.0, 9.0]), (1, [3.0, 3.0])):
+    for seed, final in enumerate(finals):
+      spec = grid.spec(layer, k, seed)
+      runs[spec.name] = records.RunRecord(
+          method=layer.name, seed=seed, base_lr=2.0 ** k,
+          test_error=[50.0, final], train_loss=[1.0, 0.5],
+          layer_factors={'conv1': [1.0 + seed, 3.0 + seed],
+                         'ip1': [5.0 + 10 * k] * 2})
+  payload = sweeps.frozen_factors(grid)
+  # Grid seeds 0 and 1 at 2**0: conv1 means 2 and 3 -> 2.5; ip1 5.
+  assert payload['factors'] == {'sgd': {'conv1': 2.5, 'ip1': 5.0}}
+  assert payload['runs'] == {'sgd': ['sgd+layer_lr1.0_seed0',
+                                     'sgd+layer_lr1.0_seed1']}
+  path = str(tmp_path / 'frozen_factors.json')
+  assert sweeps.write_frozen_factors(payload, path)
+  assert not sweeps.write_frozen_factors(payload, path)  # the same: kept
+  other = dict(payload, factors={'sgd': {'conv1': 2.0, 'ip1': 5.0}})
+  with pytest.raises(FileExistsError, match='other frozen factors'):
+    sweeps.write_frozen_factors(other, path)
