@@ -497,10 +497,27 @@ def _per_leaf(spec: PyTree, tree: PyTree, what: str,
   return per_leaf
 
 
+# The parameter names of a single framework module (Flax Dense/Conv/
+# LayerNorm/Embed, Equinox Linear/Conv/LayerNorm/Embedding): a tree whose
+# root holds only leaves with these names *is* one module, not a list of
+# layers, in every framework.
+_ONE_MODULE_NAMES = frozenset({'kernel', 'bias', 'weight', 'scale',
+                               'embedding'})
+
+
+def _is_one_module(paths: Sequence[tuple[Any, ...]]) -> bool:
+  """Whether the whole tree is the parameters of one module: every leaf
+  sits directly under the root and is named as one module's parameters
+  (an ``eqx.nn.Linear``, an ``nnx.Linear``'s state, a linen ``Dense``'s
+  ``params``)."""
+  return bool(paths) and all(
+      len(p) == 1 and _key_name(p[0]) in _ONE_MODULE_NAMES for p in paths)
+
+
 def _module_key(path: tuple[Any, ...]) -> tuple[Any, ...]:
   """A leaf's module: its parent node; a leaf directly under the root (a
   list of matrices, a flat dict of arrays) belongs to no module and is a
-  layer of its own."""
+  layer of its own (unless the whole tree is one module, `_is_one_module`)."""
   return path if len(path) <= 1 else path[:-1]
 
 
@@ -512,6 +529,8 @@ def _group_keys(layers: LayersSpec, tree: PyTree,
   if isinstance(layers, str) and layers == 'leaf':
     return list(range(len(paths))), [path_name(p) for p in paths]
   if isinstance(layers, str):  # 'module'
+    if _is_one_module(paths):
+      return [()] * len(paths), [ROOT_NAME] * len(paths)
     keys = [_module_key(p) for p in paths]
     return list(keys), [path_name(k) for k in keys]
   labels = layers(tree) if callable(layers) else layers
@@ -614,7 +633,9 @@ def partition(tree: PyTree, *, layers: LayersSpec = 'module',
     tree: any pytree of arrays or `jax.ShapeDtypeStruct` (`None` and
       `optax.MaskedNode` are empty subtrees and therefore skipped).
     layers: ``'module'`` (leaves sharing a parent node form one layer; a
-      leaf directly under the root is a layer of its own; a trailing
+      leaf directly under the root is a layer of its own, except in a tree
+      that is one module's parameters, e.g. ``{'kernel', 'bias'}``, which
+      is the one layer ``<root>``; a trailing
       parameter box such as ``flax.nnx.Variable`` (by its type) is looked
       through), ``'leaf'`` (each leaf is its own layer), a pytree of hashable
       labels with the structure of `tree` or a prefix of it, or a callable

@@ -349,7 +349,11 @@ def scale_by_layer_gradient(
     layers: what a layer is. ``'module'`` (default): the leaves sharing a
       parent node, e.g. a Flax module's ``kernel`` and ``bias``; a leaf
       directly under the root (``[W1, W2]``, ``{'w1': ..., 'b1': ...}``)
-      belongs to no module and is a layer of its own. ``'leaf'``: every array
+      belongs to no module and is a layer of its own, except in a model
+      that is one module (its root holds only ``kernel``, ``bias``,
+      ``weight``, ``scale`` or ``embedding`` arrays: an ``eqx.nn.Linear``,
+      an ``nnx.Linear``, a linen ``Dense``'s params), which is the one
+      layer ``<root>`` in every framework. ``'leaf'``: every array
       on its own. Or, as for `optax.multi_transform`, a pytree of hashable
       labels (same structure as the updates, or a prefix of it) or a callable
       mapping the updates to such a pytree; leaves with equal labels form one

@@ -675,3 +675,34 @@ def test_stacked_pattern_matching_nothing_is_refused():
   with pytest.raises(ValueError, match=r"'blocks/kernel'"):
     layerlr_optax.layer_partition(
         stack, stacked=layerlr_optax.stacked_paths('^Blocks/'))
+
+
+# ---------------------------------------------- 7. a one-module model --
+
+def test_a_one_module_model_is_one_layer_in_every_framework():
+  """The weights and biases of a model that is one module are one layer,
+  whichever framework made it (#30)."""
+  eqx = pytest.importorskip('equinox')
+  nnx = pytest.importorskip('flax.nnx')
+  nn = pytest.importorskip('flax.linen')
+  trees = {
+      'equinox': eqx.nn.Linear(4, 1, key=jax.random.key(0)),
+      'nnx': nnx.state(nnx.Linear(4, 1, rngs=nnx.Rngs(0)), nnx.Param),
+      'linen variables': nn.Dense(1).init(jax.random.key(0), jnp.ones((1, 4))),
+      'linen params': nn.Dense(1).init(jax.random.key(0),
+                                       jnp.ones((1, 4)))['params'],
+      'layer norm': {'scale': jnp.ones(4), 'bias': jnp.zeros(4)},
+  }
+  for name, tree in trees.items():
+    partition = layerlr_optax.layer_partition(tree)
+    assert len(partition) == 1, (name, partition)
+    # One factor from the norm of weight and bias together.
+    g = jax.tree.map(lambda x: jnp.full(x.shape, 0.1, x.dtype), tree)
+    u, _ = layerlr_optax.sgd(1.0).update(g, layerlr_optax.sgd(1.0).init(g))
+    want = -_factor(g) * 0.1
+    for leaf in jax.tree.leaves(u):
+      np.testing.assert_allclose(leaf, want, rtol=1e-5, err_msg=name)
+  # Still a layer per array: flat dicts and lists of a plain-JAX model.
+  assert len(layerlr_optax.layer_partition(
+      {'w1': jnp.ones(2), 'b1': jnp.ones(2), 'w2': jnp.ones(2)})) == 3
+  assert len(layerlr_optax.layer_partition([jnp.ones(2), jnp.ones(2)])) == 2
