@@ -251,3 +251,55 @@ def test_every_number_on_the_notebooks_page_is_in_the_notebooks():
   values = _parse_values(printed)
   missing = [n for n in _numbers(_prose(text)) if not _shown(n, values)]
   assert not missing, missing
+
+
+# Numbers that only mean something together must come from one row of a
+# source: a mean and its std ("1.17 ± 0.19"), a difference and its p
+# ("−0.06 points, p = 0.436"). Each on its own may appear elsewhere in the
+# sources (a p of another comparison), so the single-number check cannot
+# see them swapped (#31).
+_MEAN_STD = re.compile(r'(\d+\.\d+) ± (\d+\.\d+)')
+_DELTA_P = re.compile(
+    r'([−+-]\d+\.\d+)(?: points?)?,(?: Welch| two-sided)* p\s*=\s*(\d+\.\d+)')
+
+
+def _unpaired(text: str, lines: list[str]) -> list[str]:
+  prose = ' '.join(_prose(text).split())
+  missing = [m.group(0) for m in _MEAN_STD.finditer(prose)
+             if not any(m.group(0) in line for line in lines)]
+  for m in _DELTA_P.finditer(prose):
+    delta, p = m.group(1).replace('−', '-'), m.group(2)
+    if not any(delta in line and p in line for line in lines):
+      missing.append(m.group(0))
+  return missing
+
+
+def _source_lines(page: str, text: str) -> list[str]:
+  declared = re.search(r'<!-- sources: (.*?) -->', text)
+  lines = []
+  for path in (declared.group(1).split() if declared else []) + _included(
+      page):
+    with open(os.path.join(ROOT, path)) as f:
+      lines += f.read().splitlines()
+  return lines
+
+
+@pytest.mark.parametrize('page', _pages_with_measured_numbers())
+def test_paired_numbers_come_from_one_source_row(page):
+  with open(os.path.join(ROOT, page)) as f:
+    text = f.read()
+  missing = _unpaired(text, _source_lines(page, text))
+  assert not missing, f'{page}: pairs in no source row: {missing}'
+
+
+def test_the_pair_check_catches_a_swapped_number():
+  page = 'docs/results/tuned_comparison.md'
+  with open(os.path.join(ROOT, page)) as f:
+    text = f.read()
+  lines = _source_lines(page, text)
+  for old, new in (('−0.06 points, Welch p = 0.436',
+                    '−0.06 points, Welch p = 0.043'),
+                   ('SGD 1.17 ± 0.19%', 'SGD 1.31 ± 0.19%'),
+                   ('+0.24 points, p =', '−0.24 points, p =')):
+    assert old in text, old
+    assert _unpaired(text.replace(old, new), lines), new
