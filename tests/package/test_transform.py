@@ -360,8 +360,12 @@ class RecordedFactorsTest(chex.TestCase):
         grads = random_grads(seed)
         u1, s1 = self.variant(recording.update)(nest(grads), s1, self.params)
         u2, s2 = self.variant(plain.update)(nest(grads), s2, self.params)
-        # Recording changes nothing about the step.
-        chex.assert_trees_all_close(u1, u2, rtol=1e-6)
+        # Recording changes nothing about the step: the same formula, but
+        # under jit another program, which XLA may fuse differently (seen
+        # at jax 0.4.35: 1.2e-6 relative), so equal to a few float32 ulps
+        # of the factor times the base's step.
+        chex.assert_trees_all_close(u1, u2,
+                                    rtol=32 * np.finfo(np.float32).eps)
         recorded = layerlr_optax.recorded_factors(s1)
         for layer, value in self._expected(grads).items():
           np.testing.assert_allclose(recorded[layer], value, rtol=1e-5,
