@@ -338,6 +338,24 @@ def test_prune_sweeps_removes_only_worktrees_no_sweep_uses(tmp_path):
     prune('--everything')
 
 
+def run_driver(grid, runs, method, final_error):
+  """The sweep driver over `grid` with fake training: each run it trains
+  is recorded in `runs` with the final error `final_error(spec)`."""
+
+  def fake_train(specs):
+    for spec in specs:
+      if spec.name not in runs:
+        runs[spec.name] = _record(method.name, spec.base_lr, spec.seed,
+                                  final_error(spec))
+
+  driver = sweep_lib.Sweep.__new__(sweep_lib.Sweep)
+  driver.config, driver.grid = grid.config, grid
+  driver.train_methods = (method,)
+  driver._train = fake_train
+  driver.write_outputs = lambda: None
+  driver._run()
+
+
 def test_a_point_added_in_a_later_wave_gets_every_earlier_seed():
   """Issue #26: the grid extends in wave 1 (seed 1 moves the best to the
   edge); the new point must be trained with seed 0 too, and the replay of
@@ -351,19 +369,12 @@ def test_a_point_added_in_a_later_wave_gets_every_earlier_seed():
   grid.config.sweep.best_seeds = 2
   trained = []
 
-  def fake_train(specs):
-    for spec in specs:
-      if spec.name not in runs:
-        k = round(math.log2(spec.base_lr))
-        trained.append((k, spec.seed))
-        runs[spec.name] = _record('sgd', spec.base_lr, spec.seed,
-                                  finals[(k, spec.seed)])
+  def final(spec):
+    k = round(math.log2(spec.base_lr))
+    trained.append((k, spec.seed))
+    return finals[(k, spec.seed)]
 
-  driver = sweep_lib.Sweep.__new__(sweep_lib.Sweep)
-  driver.config, driver.grid, driver.train_methods = grid.config, grid, (sgd,)
-  driver._train = fake_train
-  driver.write_outputs = lambda: None
-  driver._run()
+  run_driver(grid, runs, sgd, final)
   assert grid.log2_steps[sgd] == [-1, 0, 1, 2]
   assert (2, 0) in trained and (2, 1) in trained
   assert sorted(trained) == sorted(finals)

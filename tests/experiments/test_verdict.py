@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from experiments import sweep as sweep_lib
 from experiments.analysis import sweeps
 from experiments.analysis import verdict as verdict_lib
 from experiments.lib import stats
 from experiments.lib.methods import Method
 from tests.conftest import ROOT
 from tests.experiments.test_sweep import _grid_with
-from tests.experiments.test_sweep import _record
+from tests.experiments.test_sweep import run_driver
 
 RESULTS = os.path.join(ROOT, 'experiments', 'results')
 
@@ -86,17 +85,11 @@ def test_stage_two_on_resume_confirms_the_grid_seeds_choice():
   grid.config.sweep.best_seeds = 5
   trained = []
 
-  def fake_train(specs):
-    for spec in specs:
-      if spec.name not in runs:
-        trained.append((spec.base_lr, spec.seed))
-        runs[spec.name] = _record('sgd', spec.base_lr, spec.seed, 3.0)
+  def final(spec):
+    trained.append((spec.base_lr, spec.seed))
+    return 3.0
 
-  driver = sweep_lib.Sweep.__new__(sweep_lib.Sweep)
-  driver.config, driver.grid, driver.train_methods = grid.config, grid, (sgd,)
-  driver._train = fake_train
-  driver.write_outputs = lambda: None
-  driver._run()
+  run_driver(grid, runs, sgd, final)
   assert sorted(trained) == [(1.0, 2), (1.0, 3), (1.0, 4)]
 
 
