@@ -54,6 +54,12 @@ def run_once(workdir: str, overrides: list[str], kill_at: str | None):
   run to the end (None); returns the finished process."""
   env = dict(os.environ)
   env.pop(faults.ENV, None)
+  # Every process compiles its own program. With a persistent compilation
+  # cache, whether a process loads an executable or compiles one depends on
+  # how long compiling took (JAX caches only compiles above a second), i.e.
+  # on the machine's load: under the full test suite the restarted runs
+  # then differed from the uninterrupted one in the last bits, never alone.
+  env['JAX_ENABLE_COMPILATION_CACHE'] = 'false'
   if kill_at:
     env[faults.ENV] = kill_at
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

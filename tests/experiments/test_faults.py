@@ -20,24 +20,12 @@ def overrides(mnist_dir):
 
 @pytest.fixture(scope='module')
 def kill_check(tmp_path_factory, overrides):
-  """One kill-anywhere check (10 SIGKILLs) and its folder.
-
-  Its processes share an XLA compilation cache of their own, not the test
-  session's: an executable another test compiled in a differently
-  configured process could otherwise make the uninterrupted run differ from
-  the restarted ones (seen once in the full suite, never alone).
-  """
+  """One kill-anywhere check (10 SIGKILLs) and its folder. Its processes
+  use no persistent compilation cache (`kill_anywhere.run_once`): loaded
+  and freshly compiled executables made the uninterrupted run differ from
+  the restarted ones in the full suite, never alone."""
   workdir = str(tmp_path_factory.mktemp('kill') / 'check')
-  cache = str(tmp_path_factory.mktemp('kill-xla-cache'))
-  previous = os.environ.get('JAX_COMPILATION_CACHE_DIR')
-  # For the whole module: the tests below rerun the check's command and
-  # compare with its uninterrupted run.
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
-  yield workdir, kill_anywhere.check(workdir, 10, overrides)
-  if previous is None:
-    os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
-  else:
-    os.environ['JAX_COMPILATION_CACHE_DIR'] = previous
+  return workdir, kill_anywhere.check(workdir, 10, overrides)
 
 
 @pytest.fixture(scope='module')
