@@ -109,7 +109,8 @@ def validate_layers(layers: LayersSpec) -> None:
           f'layerlr_optax: unknown layers={layers!r}. Use one of '
           f'{", ".join(repr(m) for m in LAYER_MODES)}, a pytree of hashable '
           'labels (one per leaf, or a prefix of the updates tree), or a '
-          'callable mapping the updates/params pytree to such labels.')
+          'callable mapping the updates/params pytree to such labels.'
+          + _INJECTED_HINT.format(name='layers'))
     return
   if callable(layers):
     return

@@ -706,3 +706,17 @@ def test_a_one_module_model_is_one_layer_in_every_framework():
   assert len(layerlr_optax.layer_partition(
       {'w1': jnp.ones(2), 'b1': jnp.ones(2), 'w2': jnp.ones(2)})) == 3
   assert len(layerlr_optax.layer_partition([jnp.ones(2), jnp.ones(2)])) == 2
+
+
+def test_injected_layers_function_is_refused_naming_static_args():
+  params = _params()
+  by_module = lambda tree: jax.tree.map(lambda _: 'all', tree)
+  opt = optax.inject_hyperparams(layerlr_optax.sgd)(learning_rate=0.1,
+                                                    layers=by_module)
+  with pytest.raises((TypeError, ValueError), match='static_args'):
+    opt.init(params)
+  opt = optax.inject_hyperparams(layerlr_optax.sgd, static_args=('layers',))(
+      learning_rate=0.1, layers=by_module)
+  g = _grads(0)
+  u, _ = opt.update(g, opt.init(params), params)
+  _assert_tree_close(u, _times(g, -0.1 * _factor(g)), rtol=1e-5)

@@ -82,6 +82,31 @@ def seeds_summary() -> str:
           f'compared on {cc})')
 
 
+def table1_frozen() -> str:
+  """Table I's protocol at Caffe's rate: each optimizer's +layer (the
+  Table I runs) against +frozen (its factors: those runs' means), final
+  test error over the seeds, Welch p, Holm over the optimizers."""
+  import numpy as np
+  from experiments.lib import stats
+  finals = {}
+  for workdir in ('mnist_lenet', 'mnist_lenet_frozen'):
+    payload = _load(f'experiments/results/{workdir}/results.json')
+    for run in payload['runs']:
+      finals.setdefault(run['method'], []).append(run['test_error'][-1])
+  bases = [b for b in ('sgd', 'nag', 'adagrad') if f'{b}+frozen' in finals]
+  pairs = [(np.array(finals[f'{b}+layer']), np.array(finals[f'{b}+frozen']))
+           for b in bases]
+  ps = [stats.welch_p(a, b) for a, b in pairs]
+  holm = stats.holm(ps)
+  parts = [f'{b}+layer {a.mean():.2f}% vs {b}+frozen {f.mean():.2f}% '
+           f'(Δ {a.mean() - f.mean():+.2f}, p = {p:.3f}, Holm p = {h:.3f})'
+           for b, (a, f), p, h in zip(bases, pairs, ps, holm)]
+  seeds = {len(a) for a, _ in pairs} | {len(f) for _, f in pairs}
+  assert len(seeds) == 1, seeds
+  return (f'at Caffe\'s rate ({seeds.pop()} seeds each, final test error): '
+          + '; '.join(parts))
+
+
 # ---------------------------------------------------- factor magnitudes --
 
 def _factor_rows(path: str) -> dict[str, list[list[float]]]:
