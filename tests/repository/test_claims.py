@@ -32,6 +32,7 @@ def _prose(text: str) -> str:
   claims), each replaced by spaces so positions stay."""
   blank = lambda m: ' ' * len(m.group(0))
   text = re.sub(r'<!--.*?-->', blank, text)
+  text = re.sub(r'\b[Ee]q\. \d+', blank, text)  # a name: "eq. 9"
   text = re.sub(r'`[^`]*`', blank, text)
   return re.sub(r'\]\([^)]*\)', blank, text)
 

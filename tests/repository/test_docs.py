@@ -146,6 +146,17 @@ def _prose(text: str) -> str:
   return re.sub(r'<!--.*?-->', '', text, flags=re.S)
 
 
+def _without_claims(page: str, text: str) -> str:
+  """`text` (whitespace normalised) without the passages of the claims
+  table, which test_claims.py binds more strictly."""
+  from tests.repository import claims
+  text = ' '.join(text.split())
+  for claim in claims.CLAIMS:
+    if claim.page == page:
+      text = text.replace(claim.write(), ' ')
+  return text
+
+
 def _pages_with_measured_numbers() -> list[str]:
   """The results pages, and every other page whose prose quotes a decimal
   number (the guides, the semantics); not the paper's notes (the source),
@@ -170,12 +181,7 @@ def test_every_number_on_a_results_page_is_in_its_sources(page):
   assert declared, f'{page} names no sources (<!-- sources: FILE ... -->)'
   sources = declared.group(1).split() + _included(page)
   values = _value_set(sources)
-  # Passages of the claims table are bound more strictly (test_claims.py).
-  from tests.repository import claims
-  text = ' '.join(text.split())
-  for claim in claims.CLAIMS:
-    if claim.page == page:
-      text = text.replace(claim.write(), ' ')
+  text = _without_claims(page, text)
   missing = [n for n in _numbers(_prose(text)) if not _shown(n, values)]
   assert not missing, (f'{page}: numbers not in its sources {sources}: '
                        f'{missing}')
@@ -294,7 +300,9 @@ def _source_lines(page: str, text: str) -> list[str]:
 def test_paired_numbers_come_from_one_source_row(page):
   with open(os.path.join(ROOT, page)) as f:
     text = f.read()
-  missing = _unpaired(text, _source_lines(page, text))
+  lines = _source_lines(page, text)
+  text = _without_claims(page, text)
+  missing = _unpaired(text, lines)
   assert not missing, f'{page}: pairs in no source row: {missing}'
 
 
