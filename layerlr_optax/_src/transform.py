@@ -462,6 +462,9 @@ def _check_base(base: Any) -> None:
 # optax states of transforms that cannot run inside `layerwise`, by class
 # name (stable across optax versions, and found without importing
 # optax.contrib): what goes wrong there, and the nesting to write instead.
+_LINE_SEARCH = ('a line search evaluates the step it proposes; the factor '
+                'changes the step after the search, so the parameters never '
+                'reach the point it evaluated')
 _OUTSIDE_ONLY = {
     'MultiStepsState': (
         'optax.MultiSteps accumulates gradients over k calls and steps once; '
@@ -490,17 +493,13 @@ _OUTSIDE_ONLY = {
         'layerlr_optax.layerwise(opt)), so the factor reads only the '
         'privatised gradient'),
     'ScaleByZoomLinesearchState': (
-        "a line search evaluates the step it proposes; the factor changes "
-        'the step after the search, so the parameters never reach the '
-        'point it evaluated',
+        _LINE_SEARCH,
         'optax.chain(layerlr_optax.layerwise(optax.scale_by_lbfgs()), '
         'optax.scale(-1.0), optax.scale_by_zoom_linesearch('
         'max_linesearch_steps=15)), where the line search sees the scaled '
         'direction'),
     'ScaleByBacktrackingLinesearchState': (
-        "a line search evaluates the step it proposes; the factor changes "
-        'the step after the search, so the parameters never reach the '
-        'point it evaluated',
+        _LINE_SEARCH,
         'optax.chain(layerlr_optax.layerwise(direction), optax.scale(-lr), '
         'optax.scale_by_backtracking_linesearch(...)), where the line '
         'search sees the scaled direction'),

@@ -12,10 +12,13 @@ sign, a count or a yes/no on the page, or the data under it, fails.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
 from collections.abc import Callable
+
+import numpy as np
 
 from tests.conftest import ROOT
 
@@ -30,9 +33,23 @@ class Claim:
   write: Callable[[], str]  # the passage, written from `source`
 
 
+@functools.lru_cache(maxsize=None)
 def _load(path: str):
+  """A committed JSON file, read once per test session (the claims are
+  written many times: once per page check and per tested edit). Read only."""
   with open(os.path.join(ROOT, path)) as f:
     return json.load(f)
+
+
+def _test_errors(workdir: str):
+  """experiments/results/<workdir>/results.json: the evaluation steps and,
+  per method, its runs' test errors as a (seeds, evaluations) array."""
+  payload = _load(f'experiments/results/{workdir}/results.json')
+  by_method: dict[str, list[list[float]]] = {}
+  for run in payload['runs']:
+    by_method.setdefault(run['method'], []).append(run['test_error'])
+  return payload['eval_steps'], {m: np.array(errors, dtype=float)
+                                 for m, errors in by_method.items()}
 
 
 # --------------------------------------------------------------- verdict --
@@ -102,13 +119,10 @@ def table1_frozen() -> str:
   """Table I's protocol at Caffe's rate: each optimizer's +layer (the
   Table I runs) against +frozen (its factors: those runs' means), final
   test error over the seeds, Welch p, Holm over the optimizers."""
-  import numpy as np
   from experiments.lib import stats
-  finals = {}
-  for workdir in ('mnist_lenet', 'mnist_lenet_frozen'):
-    payload = _load(f'experiments/results/{workdir}/results.json')
-    for run in payload['runs']:
-      finals.setdefault(run['method'], []).append(run['test_error'][-1])
+  finals = {method: errors[:, -1]
+            for workdir in ('mnist_lenet', 'mnist_lenet_frozen')
+            for method, errors in _test_errors(workdir)[1].items()}
   bases = [b for b in ('sgd', 'nag', 'adagrad') if f'{b}+frozen' in finals]
   pairs = [(np.array(finals[f'{b}+layer']), np.array(finals[f'{b}+frozen']))
            for b in bases]
@@ -184,16 +198,13 @@ def anchor_overlap() -> str:
 def table1_cells() -> str:
   """mnist_lenet (Table I protocol): in how many (pair, evaluation) cells
   the +layer variant's mean test error is the lower."""
-  payload = _load('experiments/results/mnist_lenet/results.json')
-  by_method: dict[str, list[list[float]]] = {}
-  for run in payload['runs']:
-    by_method.setdefault(run['method'], []).append(run['test_error'])
+  steps, by_method = _test_errors('mnist_lenet')
   pairs = [m for m in by_method if m.endswith('+layer')
            and m[:-len('+layer')] in by_method]
-  mean = lambda m, i: sum(r[i] for r in by_method[m]) / len(by_method[m])
-  evals = len(payload['eval_steps'])
-  lower = sum(mean(m, i) < mean(m[:-len('+layer')], i)
-              for m in pairs for i in range(evals))
+  evals = len(steps)
+  lower = sum(int(np.sum(by_method[m].mean(axis=0)
+                         < by_method[m[:-len('+layer')]].mean(axis=0)))
+              for m in pairs)
   total = len(pairs) * evals
   quantifier = 'all' if lower == total else f'{lower} of the'
   return (f'In {quantifier} {total} cells ({len(pairs)} optimizers x '
@@ -204,20 +215,14 @@ def table1_cells() -> str:
 def table1_holm() -> str:
   """Welch p of +layer vs plain at the paper's 12 cells (3 optimizers x its
   4 iterations), Holm-corrected as one family."""
-  import numpy as np
   from experiments.lib import stats
-  payload = _load('experiments/results/mnist_lenet/results.json')
-  steps = payload['eval_steps']
-  by_method: dict[str, list[list[float]]] = {}
-  for run in payload['runs']:
-    by_method.setdefault(run['method'], []).append(run['test_error'])
+  steps, by_method = _test_errors('mnist_lenet')
   cells = []
   for base in ('sgd', 'nag', 'adagrad'):
     for iteration in (600, 1000, 1400, 1800):
       i = steps.index(iteration)
-      a = np.array([r[i] for r in by_method[f'{base}+layer']])
-      b = np.array([r[i] for r in by_method[base]])
-      cells.append((base, iteration, stats.welch_p(a, b)))
+      cells.append((base, iteration, stats.welch_p(
+          by_method[f'{base}+layer'][:, i], by_method[base][:, i])))
   adjusted = stats.holm([p for _, _, p in cells])
   below = [(c, h) for c, h in zip(cells, adjusted) if h < 0.05]
   smallest = int(np.argmin(adjusted))
@@ -234,20 +239,16 @@ def controls_rows() -> str:
   (Table I's runs) against the plain optimizer at 2.5x the rate, test error
   at 600/1000/1400/1800/2000, the lower side at 2000 in bold, Welch p at
   1000."""
-  import numpy as np
   from experiments.lib import stats
-  def errors(workdir, method):
-    payload = _load(f'experiments/results/{workdir}/results.json')
-    runs = [r['test_error'] for r in payload['runs'] if r['method'] == method]
-    return payload['eval_steps'], np.array(runs)
   rows = []
   for name, base, control in (('SGD', 'sgd', 'mnist_lenet_sgd_lr0.025'),
                               ('NAG', 'nag', 'mnist_lenet_nag_adagrad_lr0.025'),
                               ('AdaGrad', 'adagrad',
                                'mnist_lenet_nag_adagrad_lr0.025')):
-    steps, layer = errors('mnist_lenet', f'{base}+layer')
-    steps_c, plain = errors(control, base)
+    steps, ours = _test_errors('mnist_lenet')
+    steps_c, theirs = _test_errors(control)
     assert steps == steps_c
+    layer, plain = ours[f'{base}+layer'], theirs[base]
     at = [steps.index(i) for i in (600, 1000, 1400, 1800, 2000)]
     cells = [', '.join(f'{x.mean(axis=0)[i]:.2f}' for i in at)
              for x in (layer, plain)]
@@ -275,6 +276,7 @@ def distributed_1x1() -> str:
           .replace('e-0', 'e-'))
 
 
+@functools.lru_cache(maxsize=None)
 def transformer_parameters() -> str:
   import jax
   import jax.numpy as jnp
