@@ -110,10 +110,13 @@ def test_a_layer_without_gradient_gets_the_base_update(name, jit):
   second['head'] = jax.tree.map(jnp.zeros_like, second['head'])
   u_ours, _ = upd_ours(second, s_ours, params)
   u_plain, _ = ours_base_update(make, first, second, params, jit)
-  np.testing.assert_array_equal(u_ours['head']['kernel'],
-                                u_plain['head']['kernel'])
-  np.testing.assert_array_equal(u_ours['head']['bias'],
-                                u_plain['head']['bias'])
+  # Factor 1: the base's own update, up to a few float32 ulps of the step
+  # (under jit the two optimizers are two programs, which XLA may fuse
+  # differently); the old factor of a zero layer was ~45.
+  eps = float(np.finfo(np.float32).eps)
+  scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(u_plain))
+  _assert_tree_close(u_ours['head'], u_plain['head'], rtol=32 * eps,
+                     atol=32 * eps * scale)
   _assert_tree_close(u_ours['body'], _scaled(u_plain, second)['body'])
 
 
