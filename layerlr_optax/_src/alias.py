@@ -87,8 +87,8 @@ def sgd(
   validation.check_scalar('momentum', momentum, allow_none=True)
   validation.check_flag('nesterov', nesterov)
   _check_accumulator_dtype(accumulator_dtype)
-  options = transform.Options(layers, axis_name, exclude, max_factor,
-                              stacked)
+  options = transform.Options(layers, axis_name, exclude, stacked,
+                              max_factor)
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
       options, record_factors)

@@ -14,8 +14,6 @@ is decided by how it is composed, see `scale_by_layer_gradient` and
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Hashable
 from typing import Any, NamedTuple, Optional, Union
 
 import jax
@@ -24,6 +22,7 @@ import numpy as np
 import optax
 
 from layerlr_optax._src import layers as layers_lib
+from layerlr_optax._src import reduction
 from layerlr_optax._src import validation
 
 PyTree = Any
@@ -109,126 +108,15 @@ def _factor_from_sq_norm(sq_norm: jax.Array) -> jax.Array:
   return jnp.where(signal, factor, one)
 
 
-def _check_leaves(leaves: list[Any], part: layers_lib.Partition,
-                  what: str = 'update') -> None:
-  """Refuses non-float leaves that take part in layer adaptation (excluded
-  leaves are the user's business, as with `optax.masked`)."""
-  for leaf, layer, name in zip(leaves, part.leaf_layer, part.leaf_names):
-    if layer == layers_lib.EXCLUDED:
-      continue
-    dtype = getattr(leaf, 'dtype', None)
-    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
-      raise TypeError(
-          f'layerlr_optax: the {what} at {name!r} has dtype {dtype} (type '
-          f'{type(leaf).__name__}); layer-specific rates need floating-point '
-          f'{what}s. Leave non-trainable leaves (step counters, integer '
-          'buffers, ...) out of the tree you optimise, or give them no '
-          'update with optax.multi_transform({..., "frozen": '
-          'optax.set_to_zero()}, labels).')
-
-
-def _accumulation_dtype(leaves: list[Any], part: layers_lib.Partition) -> Any:
-  """float32, or wider if a leaf's real part is (float64 under x64)."""
-  # From the dtypes alone: creating an array per leaf took ~0.2 s of the
-  # lowering time of a 2,000-leaf step.
-  dtype = jnp.dtype(jnp.float32)
-  dtypes = {jnp.dtype(leaf.dtype) for leaf, layer in zip(leaves,
-                                                         part.leaf_layer)
-            if layer != layers_lib.EXCLUDED}
-  for leaf_dtype in dtypes:
-    dtype = jnp.promote_types(dtype, jnp.finfo(leaf_dtype).dtype)
-  return dtype
-
-
-@functools.cache
-def _barrier_transforms() -> bool:
-  """Whether this jax can vmap and differentiate an optimization barrier.
-
-  jax 0.4.35 (the oldest supported) has neither rule, so a barrier there
-  would break `vmap` over seeds and differentiating through an update. The
-  barrier only matters for speed on newer XLA (see `_sq_norm`), so it is
-  left out where jax cannot transform it. Checked abstractly, once.
-  """
-  spec = jax.ShapeDtypeStruct((2,), jnp.float32)
-  barrier = jax.lax.optimization_barrier
-  try:
-    jax.eval_shape(jax.vmap(barrier), spec)
-    jax.eval_shape(lambda x: jax.jvp(barrier, (x,), (x,)), spec)
-  except NotImplementedError:
-    return False
-  return True
-
-
-def _sq_norm(leaf: jax.Array, dtype,
-             stack_axis: Optional[int] = None) -> jax.Array:
-  # The barrier keeps XLA from merging this `g * g` with the base optimizer's
-  # own square of the same gradient (AdaGrad's and Adam's accumulators). Once
-  # merged, the square has two users, cannot be fused into this reduction,
-  # and XLA:CPU writes it out as a gradient-sized temporary: 2.5-4x the update
-  # time of layerwise(adam) on AlexNet/ResNet-50 (benchmarks/README.md).
-  if _barrier_transforms():
-    leaf = jax.lax.optimization_barrier(leaf)
-  magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
-  squares = jnp.square(magnitude.astype(dtype))
-  if stack_axis is None:
-    return jnp.sum(squares)
-  # Stacked layers: one reduction over all other axes, a norm per slice.
-  return jnp.sum(squares, axis=tuple(a for a in range(leaf.ndim)
-                                     if a != stack_axis))
-
-
-def _layer_sq_norms(leaves, part: layers_lib.Partition, dtype,
-                    axis_name: Optional[str]) -> list[jax.Array]:
-  """Squared L2 norm of every layer: one scalar per layer (a vector, one
-  entry per slice, for a group of stacked layers).
-
-  Kept as separate scalars rather than one stacked vector: each layer's
-  update then depends only on its own reduction, which lets XLA schedule the
-  two back to back (the gradient is still in cache) and keeps the program
-  small. Stacking and slicing a vector of all layers compiled ~6x slower on
-  XLA:CPU for 100+ layers (benchmarks/README.md).
-  """
-  per_layer: list[Any] = [None] * part.num_layers
-  for leaf, layer, axis in zip(leaves, part.leaf_layer, part.leaf_stack_axis):
-    if layer == layers_lib.EXCLUDED:
-      continue
-    sq = _sq_norm(leaf, dtype, axis)
-    per_layer[layer] = sq if per_layer[layer] is None else per_layer[layer] + sq
-  if axis_name is not None:
-    # Each device holds a shard of every leaf: one all-reduce of all layers.
-    per_layer = jax.lax.psum(per_layer, axis_name)
-  return per_layer
-
-
-def _entry(vector: jax.Array, i: int) -> jax.Array:
-  """`vector[i]` as a reduction rather than a gather: a gather from a vector
-  sharded over an explicit-axes mesh has no unambiguous output sharding
-  (jax raises ShardingTypeError), a masked sum is replicated on any mesh."""
-  return jnp.sum(jnp.where(jnp.arange(vector.shape[0]) == i, vector,
-                           jnp.zeros((), vector.dtype)))
-
-
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """The partition and factor options every public function takes."""
-  layers: layers_lib.LayersSpec = 'module'
-  axis_name: Optional[str] = None
-  exclude: layers_lib.ExcludeSpec = None
+class Options(reduction.PartitionOptions):
+  """The partition options every rule takes, and eq. 9's cap."""
   max_factor: MaxFactor = None
-  stacked: layers_lib.StackedSpec = None
 
   def __post_init__(self):
-    layers_lib.validate_specs(self.layers, self.exclude, self.stacked)
+    super().__post_init__()
     validation.check_scalar('max_factor', self.max_factor, minimum=1.0,
                             allow_none=True)
-    if self.axis_name is not None and not isinstance(self.axis_name,
-                                                     Hashable):
-      raise TypeError('layerlr_optax: axis_name must be a mesh axis name '
-                      f'(str) or None, got {self.axis_name!r}.')
-
-  def partition(self, tree: PyTree) -> layers_lib.Partition:
-    return layers_lib.partition(tree, layers=self.layers,
-                                exclude=self.exclude, stacked=self.stacked)
 
 
 class LayerFactorsState(NamedTuple):
@@ -249,69 +137,35 @@ class LayerwiseState(NamedTuple):
 
 
 def _initial_factors(params: PyTree,
-                     options: Options) -> LayerFactorsState:
-  part = options.partition(params)
-  leaves = jax.tree.leaves(params)
-  _check_leaves(leaves, part, what='parameter')
-  dtype = _accumulation_dtype(leaves, part)
-  return LayerFactorsState(
-      {name: jnp.ones([], dtype) for name in part.expanded_layer_names})
+                     options: reduction.PartitionOptions,
+                     value: float = 1.0) -> LayerFactorsState:
+  view = reduction.LayerView(params, options, what='parameter')
+  return LayerFactorsState(view.initial(value))
 
 
 class _Factors:
-  """Per-layer factors of one step (plain Python; lives only while tracing)."""
+  """Eq. 9's per-layer factors of one step (lives only while tracing)."""
 
   def __init__(self, updates: PyTree, options: Options):
-    leaves, treedef = jax.tree.flatten(updates)
-    # Typed Any: jaxlib's PyTreeDef stub lacks flatten_up_to/unflatten.
-    self.treedef: Any = treedef
-    self.partition = options.partition(updates)
-    _check_leaves(leaves, self.partition)
-    self.dtype = _accumulation_dtype(leaves, self.partition)
-    self.sq_norms = _layer_sq_norms(leaves, self.partition, self.dtype,
-                                    options.axis_name)
+    self.view = reduction.LayerView(updates, options)
+    self.sq_norms = self.view.sq_norms()
     self.factors = [_factor_from_sq_norm(sq) for sq in self.sq_norms]
     if options.max_factor is not None:
       self.factors = [jnp.minimum(f, jnp.asarray(options.max_factor, f.dtype))
                       for f in self.factors]
 
-  def per_layer(self, values: list[jax.Array]) -> dict[str, jax.Array]:
-    """One scalar per layer name, a stacked group's vector split by slice."""
-    out = {}
-    for layer, value in enumerate(values):
-      names = self.partition.slice_names(layer)
-      if self.partition.layer_stack_size[layer] is None:
-        out[names[0]] = value
-      else:
-        out.update((name, _entry(value, i)) for i, name in enumerate(names))
-    return out
-
   def recorded(self) -> LayerFactorsState:
-    return LayerFactorsState(self.per_layer(self.factors))
-
-  def _factor_for(self, leaf: jax.Array, layer: int,
-                  axis: Optional[int]) -> jax.Array:
-    factor = self.factors[layer].astype(
-        jnp.promote_types(leaf.dtype, self.dtype))
-    if axis is None:
-      return factor
-    return factor.reshape([-1 if a == axis else 1 for a in range(leaf.ndim)])
+    return LayerFactorsState(self.view.per_layer(self.factors))
 
   def apply(self, updates: PyTree) -> PyTree:
     try:
-      leaves = self.treedef.flatten_up_to(updates)
+      self.view.treedef.flatten_up_to(updates)
     except (ValueError, TypeError) as e:
       raise ValueError(
           'layerlr_optax: the wrapped optimizer returned updates whose '
           f'structure {jax.tree.structure(updates)} differs from the '
-          f'gradients it was given, {self.treedef}.') from e
-    scaled = [
-        leaf if layer == layers_lib.EXCLUDED else
-        (leaf * self._factor_for(leaf, layer, axis)).astype(leaf.dtype)
-        for leaf, layer, axis in zip(leaves, self.partition.leaf_layer,
-                                     self.partition.leaf_stack_axis)
-    ]
-    return self.treedef.unflatten(scaled)
+          f'gradients it was given, {self.view.treedef}.') from e
+    return self.view.scale(updates, self.factors)
 
 
 def scale_by_layer_gradient(
@@ -424,7 +278,7 @@ def scale_by_layer_gradient(
     >>> print(f"{float(updates['dense']['bias'][0]):.6f}")
     -0.004733
   """
-  options = Options(layers, axis_name, exclude, max_factor, stacked)
+  options = Options(layers, axis_name, exclude, stacked, max_factor)
   validation.check_flag('record_factors', record_factors)
 
   def init_fn(params):
@@ -617,7 +471,7 @@ def layerwise(
     >>> print(f"{float(updates['w'][0]):.6f}")
     -0.002913
   """
-  options = Options(layers, axis_name, exclude, max_factor, stacked)
+  options = Options(layers, axis_name, exclude, stacked, max_factor)
   return _compose(base, options, scale_output=True,
                   record_factors=record_factors)
 
@@ -772,10 +626,10 @@ def layer_stats(
     >>> print(f"{float(stats['a']['factor']):.4f}")
     1.4055
   """
-  factors = _Factors(updates, Options(layers, axis_name, exclude,
-                                       max_factor, stacked))
-  norms = factors.per_layer([jnp.sqrt(sq) for sq in factors.sq_norms])
-  per_layer_factors = factors.per_layer(factors.factors)
+  factors = _Factors(updates, Options(layers, axis_name, exclude, stacked,
+                                       max_factor))
+  norms = factors.view.per_layer([jnp.sqrt(sq) for sq in factors.sq_norms])
+  per_layer_factors = factors.view.per_layer(factors.factors)
   return {name: {'grad_norm': norms[name], 'factor': per_layer_factors[name]}
           for name in norms}
 

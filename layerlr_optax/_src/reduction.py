@@ -1,0 +1,252 @@
+"""Trees seen layer by layer: the one mechanism every per-layer rule uses.
+
+A rule (eq. 9, the trust ratio, layer-wise rate decay, one second moment
+per layer) needs the same few things: which leaves form which layer (one
+layer per slice of a stacked group, excluded leaves in none), per-layer sums
+of squares of a tree (its gradient, its parameters, its update), summed
+across devices with ``axis_name``, and a way to put one value per layer back
+on the leaves. `LayerView` does these once, for every rule: no rule
+partitions, validates, excludes, reduces or names layers on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Hashable
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from layerlr_optax._src import layers as layers_lib
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionOptions:
+  """What a layer is (`layers`, `exclude`, `stacked`) and, inside
+  ``shard_map``/``pmap``, the mapped axis its sums run over."""
+  layers: layers_lib.LayersSpec = 'module'
+  axis_name: Optional[str] = None
+  exclude: layers_lib.ExcludeSpec = None
+  stacked: layers_lib.StackedSpec = None
+
+  def __post_init__(self):
+    layers_lib.validate_specs(self.layers, self.exclude, self.stacked)
+    if self.axis_name is not None and not isinstance(self.axis_name,
+                                                     Hashable):
+      raise TypeError('layerlr_optax: axis_name must be a mesh axis name '
+                      f'(str) or None, got {self.axis_name!r}.')
+
+  def partition(self, tree: PyTree) -> layers_lib.Partition:
+    return layers_lib.partition(tree, layers=self.layers,
+                                exclude=self.exclude, stacked=self.stacked)
+
+
+def _check_leaves(leaves: list[Any], part: layers_lib.Partition,
+                  what: str) -> None:
+  """Refuses non-float leaves that take part in layer adaptation (excluded
+  leaves are the user's business, as with `optax.masked`)."""
+  for leaf, layer, name in zip(leaves, part.leaf_layer, part.leaf_names):
+    if layer == layers_lib.EXCLUDED:
+      continue
+    dtype = getattr(leaf, 'dtype', None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(
+          f'layerlr_optax: the {what} at {name!r} has dtype {dtype} (type '
+          f'{type(leaf).__name__}); layer-specific rates need floating-point '
+          f'{what}s. Leave non-trainable leaves (step counters, integer '
+          'buffers, ...) out of the tree you optimise, or give them no '
+          'update with optax.multi_transform({..., "frozen": '
+          'optax.set_to_zero()}, labels).')
+
+
+def _accumulation_dtype(leaves: list[Any], part: layers_lib.Partition) -> Any:
+  """float32, or wider if a leaf's real part is (float64 under x64)."""
+  # From the dtypes alone: creating an array per leaf took ~0.2 s of the
+  # lowering time of a 2,000-leaf step.
+  dtype = jnp.dtype(jnp.float32)
+  dtypes = {jnp.dtype(leaf.dtype) for leaf, layer in zip(leaves,
+                                                         part.leaf_layer)
+            if layer != layers_lib.EXCLUDED}
+  for leaf_dtype in dtypes:
+    dtype = jnp.promote_types(dtype, jnp.finfo(leaf_dtype).dtype)
+  return dtype
+
+
+@functools.cache
+def _barrier_transforms() -> bool:
+  """Whether this jax can vmap and differentiate an optimization barrier.
+
+  jax 0.4.35 (the oldest supported) has neither rule, so a barrier there
+  would break `vmap` over seeds and differentiating through an update. The
+  barrier only matters for speed on newer XLA (see `_sq_norm`), so it is
+  left out where jax cannot transform it. Checked abstractly, once.
+  """
+  spec = jax.ShapeDtypeStruct((2,), jnp.float32)
+  barrier = jax.lax.optimization_barrier
+  try:
+    jax.eval_shape(jax.vmap(barrier), spec)
+    jax.eval_shape(lambda x: jax.jvp(barrier, (x,), (x,)), spec)
+  except NotImplementedError:
+    return False
+  return True
+
+
+def _sq_norm(leaf: jax.Array, dtype,
+             stack_axis: Optional[int] = None) -> jax.Array:
+  # The barrier keeps XLA from merging this `g * g` with the base optimizer's
+  # own square of the same gradient (AdaGrad's and Adam's accumulators). Once
+  # merged, the square has two users, cannot be fused into this reduction,
+  # and XLA:CPU writes it out as a gradient-sized temporary: 2.5-4x the update
+  # time of layerwise(adam) on AlexNet/ResNet-50 (benchmarks/README.md).
+  if _barrier_transforms():
+    leaf = jax.lax.optimization_barrier(leaf)
+  magnitude = jnp.abs(leaf) if jnp.iscomplexobj(leaf) else leaf
+  squares = jnp.square(magnitude.astype(dtype))
+  if stack_axis is None:
+    return jnp.sum(squares)
+  # Stacked layers: one reduction over all other axes, a norm per slice.
+  return jnp.sum(squares, axis=tuple(a for a in range(leaf.ndim)
+                                     if a != stack_axis))
+
+
+def _entry(vector: jax.Array, i: int) -> jax.Array:
+  """`vector[i]` as a reduction rather than a gather: a gather from a vector
+  sharded over an explicit-axes mesh has no unambiguous output sharding
+  (jax raises ShardingTypeError), a masked sum is replicated on any mesh."""
+  return jnp.sum(jnp.where(jnp.arange(vector.shape[0]) == i, vector,
+                           jnp.zeros((), vector.dtype)))
+
+
+class LayerView:
+  """A tree's leaves grouped into the layers `options` defines.
+
+  Plain Python that lives only while a step is traced. A *group* is one
+  entry of the partition: an unstacked layer, whose per-layer values are
+  scalars, or a stacked group, whose values are vectors with one entry per
+  slice. Values are kept per group rather than stacked into one vector of
+  all layers: each layer's update then depends only on its own reduction,
+  which lets XLA schedule the two back to back (the gradient is still in
+  cache) and keeps the program small. Stacking and slicing a vector of all
+  layers compiled ~6x slower on XLA:CPU for 100+ layers
+  (benchmarks/README.md).
+  """
+
+  def __init__(self, tree: PyTree, options: PartitionOptions,
+               what: str = 'update'):
+    leaves, treedef = jax.tree.flatten(tree)
+    self.leaves = leaves
+    # Typed Any: jaxlib's PyTreeDef stub lacks flatten_up_to/unflatten.
+    self.treedef: Any = treedef
+    self.partition = options.partition(tree)
+    self.axis_name = options.axis_name
+    _check_leaves(leaves, self.partition, what)
+    self.dtype = _accumulation_dtype(leaves, self.partition)
+
+  @property
+  def num_groups(self) -> int:
+    return self.partition.num_layers
+
+  def _layer_leaves(self):
+    return zip(self.partition.leaf_layer, self.partition.leaf_stack_axis)
+
+  def leaves_of(self, tree: PyTree, what: str) -> list[Any]:
+    """The leaves of another tree with this one's structure (the params of
+    these updates, a base optimizer's output), with a readable error."""
+    try:
+      return self.treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as e:
+      raise ValueError(
+          f'layerlr_optax: the {what} have the structure '
+          f'{jax.tree.structure(tree)}, which differs from the updates\' '
+          f'{self.treedef}; they must match leaf for leaf.') from e
+
+  def sq_norms(self, tree: Optional[PyTree] = None,
+               what: str = 'update') -> list[Any]:
+    """Squared L2 norm of each group of `tree` (this view's tree if None):
+    a scalar per unstacked layer, a vector (one entry per slice) per
+    stacked group, summed over `axis_name` where given. None for a group
+    with no leaves (cannot happen for partitions built here)."""
+    if tree is None:
+      leaves = self.leaves
+    else:
+      leaves = self.leaves_of(tree, what)
+      _check_leaves(leaves, self.partition, what)
+    per_group: list[Any] = [None] * self.num_groups
+    for leaf, (layer, axis) in zip(leaves, self._layer_leaves()):
+      if layer == layers_lib.EXCLUDED:
+        continue
+      sq = _sq_norm(leaf, self.dtype, axis)
+      per_group[layer] = sq if per_group[layer] is None else (
+          per_group[layer] + sq)
+    if self.axis_name is not None:
+      # Each device holds a shard of every leaf: one all-reduce of all layers.
+      per_group = jax.lax.psum(per_group, self.axis_name)
+    return per_group
+
+  def sizes(self) -> list[Any]:
+    """The number of elements of each layer (of each slice of a stacked
+    group), across devices with `axis_name`: a float per group."""
+    counts = [0] * self.num_groups
+    for leaf, (layer, axis) in zip(self.leaves, self._layer_leaves()):
+      if layer == layers_lib.EXCLUDED:
+        continue
+      size = int(leaf.size) if axis is None else (
+          int(leaf.size) // int(leaf.shape[axis]))
+      counts[layer] += size
+    sizes = [jnp.asarray(float(c), self.dtype) for c in counts]
+    if self.axis_name is not None:
+      sizes = jax.lax.psum(sizes, self.axis_name)
+    return sizes
+
+  def per_layer(self, values: Sequence[Any]) -> dict[str, jax.Array]:
+    """One scalar per layer name, a stacked group's vector split by slice."""
+    out = {}
+    for layer, value in enumerate(values):
+      names = self.partition.slice_names(layer)
+      if self.partition.layer_stack_size[layer] is None:
+        out[names[0]] = value
+      else:
+        out.update((name, _entry(value, i)) for i, name in enumerate(names))
+    return out
+
+  def _for_leaf(self, value: jax.Array, leaf: jax.Array,
+                axis: Optional[int]) -> jax.Array:
+    """A group's value shaped to broadcast against one of its leaves."""
+    value = value.astype(jnp.promote_types(leaf.dtype, value.dtype))
+    if axis is None:
+      return value
+    return value.reshape([-1 if a == axis else 1 for a in range(leaf.ndim)])
+
+  def map(self, fn: Callable[..., jax.Array], values: Sequence[Any],
+          *trees: PyTree, what: str = 'updates',
+          excluded: Optional[Callable[..., jax.Array]] = None) -> PyTree:
+    """``fn(leaf, ..., value)`` on every leaf of a layer, with the leaves of
+    `trees` (this view's structure) and its group's value broadcast to the
+    leaf; excluded leaves get ``excluded(leaf, ...)``, or the first tree's
+    leaf unchanged."""
+    columns = [self.leaves_of(tree, what) for tree in trees]
+    out = []
+    for i, (layer, axis) in enumerate(self._layer_leaves()):
+      args = [column[i] for column in columns]
+      if layer == layers_lib.EXCLUDED:
+        out.append(excluded(*args) if excluded is not None else args[0])
+      else:
+        out.append(fn(*args, self._for_leaf(values[layer], args[0], axis)))
+    return self.treedef.unflatten(out)
+
+  def scale(self, tree: PyTree, values: Sequence[Any],
+            what: str = 'updates') -> PyTree:
+    """`tree` with each layer's leaves multiplied by its value (its slice's
+    entry for stacked leaves), in each leaf's dtype; excluded leaves as
+    they are."""
+    return self.map(lambda leaf, v: (leaf * v).astype(leaf.dtype), values,
+                    tree, what=what)
+
+  def initial(self, value: float) -> dict[str, jax.Array]:
+    """`value` for every layer name, for state before the first update."""
+    return {name: jnp.full([], value, self.dtype)
+            for name in self.partition.expanded_layer_names}
