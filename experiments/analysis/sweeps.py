@@ -21,6 +21,7 @@ from experiments.lib import records
 from experiments.lib import stats
 from experiments.lib import workdir as workdir_lib
 from experiments.lib.methods import Method
+from experiments.lib.methods import PEERS
 
 OUTPUTS = ('sweep.json', 'best.md', 'tuning.png', 'grid.md')
 
@@ -370,19 +371,24 @@ def _p(x) -> str:
 # family (experiments/analysis/verdict.py).
 VERDICT_FAMILY = 'does the variant beat its reference'
 FROZEN_FAMILY = 'does adaptivity beat a frozen factor'
+RULES_FAMILY = 'does the per-layer rule beat its per-array peer'
 
 
 def _best_pairs(best: dict[str, Any]) -> list[tuple[str, str, str]]:
   """(variant, reference, family): each variant against its plain base,
-  +layer against the +global control, and the +frozen control against
-  +layer and the plain base."""
+  +layer against the +global control, the +frozen control against +layer
+  and the plain base, and each of the package's other per-layer rules
+  (layer_lars, layer_lamb, adalayer, +llrd) against its per-array peer."""
   pairs = []
   for name in best:
     method = Method.parse(name)
-    family = (FROZEN_FAMILY if method.variant == 'frozen'
-              else VERDICT_FAMILY)
+    family = {'frozen': FROZEN_FAMILY, 'llrd': RULES_FAMILY}.get(
+        method.variant, VERDICT_FAMILY)
     if method.variant is not None and method.plain.name in best:
       pairs.append((name, method.plain.name, family))
+    peer = PEERS.get(method.base)
+    if method.variant is None and peer in best:
+      pairs.append((name, peer, RULES_FAMILY))
     if method.variant == 'layer':
       for control, family in (('global', VERDICT_FAMILY),
                               ('frozen', FROZEN_FAMILY)):

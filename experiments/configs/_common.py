@@ -29,7 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Caffe solver (experiments/lib/solvers.py).
   config.base_lr = 0.01
   config.method_base_lr = ml_collections.ConfigDict(
-      {'adam': 0.001, 'lars': 1.0, 'lamb': 0.001})
+      {'adam': 0.001, 'lars': 1.0, 'lamb': 0.001, 'adalayer': 0.001,
+       'layer_lars': 1.0, 'layer_lamb': 0.001})
   config.lr_policy = 'fixed'
   config.lr_gamma = 0.1
   config.lr_power = 0.0
@@ -43,6 +44,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.adagrad_delta = 1e-8  # Caffe's default `delta`.
   config.lars_trust_coefficient = 0.001
   config.layers = 'module'
+  # Leaves of a scan-stacked model (a regular expression on their paths,
+  # layerlr_optax.stacked_paths): one layer per slice for every per-layer
+  # rule. '' = nothing stacked.
+  config.stacked = ''
+  # The +llrd variant: each layer's step times llrd_decay ** (top - depth),
+  # depths from bottom-to-top patterns on layer names (depth= of
+  # layerlr_optax.scale_by_layer_decay). Empty: the model's own order,
+  # experiments/lib/models.py LLRD_DEPTH.
+  config.llrd_decay = 0.75
+  config.llrd_depth = ()
   # The +warmup variant: linear warm-up of the rate over this share of
   # training (then Caffe's policy as usual).
   config.warmup_fraction = 0.2

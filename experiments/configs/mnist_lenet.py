@@ -32,11 +32,15 @@ def get_config() -> ml_collections.ConfigDict:
   # base with and without the layer factor, the +global control for SGD and
   # AdaGrad, the warm-up control for SGD, LARS and LAMB, and Adam with the
   # capped factor (+layercap, issue #11). Ordered so that an interrupted
-  # sweep has the paper's question (SGD, AdaGrad) answered first.
+  # sweep has the paper's question (SGD, AdaGrad) answered first. Last, the
+  # package's other per-layer rules against their per-array peers (issue
+  # #32): LARS and LAMB with one trust ratio per layer, Adalayer against
+  # Adam, and layer-wise rate decay on Adam.
   config.sweep.methods = ('sgd,sgd+layer,sgd+global,sgd+warmup,adagrad,'
                           'adagrad+layer,adagrad+global,nag,nag+layer,adam,'
                           'adam+layer,adam+layercap,lars,lamb,sgd+frozen,'
-                          'adagrad+frozen')
+                          'adagrad+frozen,layer_lars,layer_lamb,adalayer,'
+                          'adam+llrd')
   # The +frozen control (issue #31): each layer's eq. 9 factor of the
   # +layer runs at their best rate, mean over the grid seeds (selection
   # seeds only) and the logged steps, held fixed; written by `python -m

@@ -5,7 +5,11 @@ A method is written ``BASE`` or ``BASE+VARIANT`` (``sgd``, ``sgd+layer``,
 and sweeps use its fields instead of string operations.
 
 Bases (Caffe-faithful, see experiments/lib/solvers.py): ``sgd``, ``nag``
-(Nesterov), ``adagrad``, ``adam``, ``lars``, ``lamb``.
+(Nesterov), ``adagrad``, ``adam``, ``lars``, ``lamb`` (optax's trust ratio,
+one per array), and the package's per-layer rules, each compared with its
+per-array peer (`PEERS`): ``layer_lars`` and ``layer_lamb`` (one trust ratio
+per layer and stacked slice), ``adalayer`` (Adam with one second moment per
+layer).
 
 Variants:
 - none: the plain optimizer.
@@ -27,14 +31,22 @@ Variants:
   (``config.frozen_factors``, written by ``python -m experiments.report
   frozen``): the control that separates eq. 9's adaptivity (a factor that
   follows the gradient step by step) from a fixed per-layer rescaling.
+- ``llrd``: layer-wise learning-rate decay, each layer's step times
+  ``config.llrd_decay ** (top - depth)`` with depths from
+  ``config.llrd_depth`` (bottom-to-top patterns; stacked slices by index).
+  Not an eq. 9 variant: one of the package's other per-layer rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-BASES = ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb')
-VARIANTS = ('layer', 'layercap', 'global', 'warmup', 'frozen')
+BASES = ('sgd', 'nag', 'adagrad', 'adam', 'lars', 'lamb', 'layer_lars',
+         'layer_lamb', 'adalayer')
+VARIANTS = ('layer', 'layercap', 'global', 'warmup', 'frozen', 'llrd')
+# The package's per-layer rules and the optax per-array method each is
+# judged against.
+PEERS = {'layer_lars': 'lars', 'layer_lamb': 'lamb', 'adalayer': 'adam'}
 # Variants that multiply the step by an eq. 9 factor.
 FACTOR_VARIANTS = ('layer', 'layercap', 'global')
 # The label of the single "layer" of the +global variant.
@@ -100,7 +112,15 @@ def parse_methods(text: str) -> tuple[Method, ...]:
 
 
 def comparisons(methods) -> list[tuple[Method, Method]]:
-  """(plain, variant) pairs present in `methods`, in the order given."""
+  """(reference, method) pairs present in `methods`, in the order given: a
+  variant against its plain base, a per-layer rule against its per-array
+  peer."""
   present = set(methods)
-  return [(m.plain, m) for m in methods
-          if m.variant is not None and m.plain in present]
+  pairs = []
+  for m in methods:
+    if m.variant is not None and m.plain in present:
+      pairs.append((m.plain, m))
+    elif m.variant is None and m.base in PEERS and Method(
+        PEERS[m.base]) in present:
+      pairs.append((Method(PEERS[m.base]), m))
+  return pairs

@@ -190,6 +190,23 @@ class DeepMLP(nn.Module):
                     name='out')(x)
 
 
+def _pre_ln_block(h: jax.Array, width: int, heads: int,
+                  prefix: str = '') -> jax.Array:
+  """LayerNorm -> self-attention -> residual, LayerNorm -> MLP (4x, GELU)
+  -> residual; its modules are created in the calling compact module, named
+  `prefix` + ln1, attention, ln2, mlp_in, mlp_out."""
+  y = nn.LayerNorm(name=f'{prefix}ln1')(h)
+  y = nn.MultiHeadDotProductAttention(
+      num_heads=heads, kernel_init=caffe_xavier,
+      name=f'{prefix}attention')(y, y)
+  h = h + y
+  y = nn.LayerNorm(name=f'{prefix}ln2')(h)
+  y = nn.gelu(nn.Dense(4 * width, kernel_init=caffe_xavier,
+                       name=f'{prefix}mlp_in')(y))
+  return h + nn.Dense(width, kernel_init=caffe_xavier,
+                      name=f'{prefix}mlp_out')(y)
+
+
 class RowTransformer(nn.Module):
   """A small pre-LayerNorm transformer reading an image row by row.
 
@@ -200,11 +217,17 @@ class RowTransformer(nn.Module):
   workload with normalisation layers: every LayerNorm scale/bias is its own
   Flax module (so its own "layer" for the factor, and a natural candidate
   for ``exclude=``).
+
+  With ``scan=True`` the blocks are one ``nn.scan`` over a stacked block
+  (parameters under ``blocks/``, each with a leading axis of size `depth`),
+  as large models are written: the same function and initial values as the
+  unrolled model (``block{i}_*``), one module per stacked group.
   """
   num_classes: int = 10
   depth: int = 2
   width: int = 64
   heads: int = 4
+  scan: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -214,20 +237,26 @@ class RowTransformer(nn.Module):
     position = self.param('position', nn.initializers.normal(0.02),
                           (tokens.shape[1], self.width))
     h = h + position
-    for i in range(self.depth):
-      y = nn.LayerNorm(name=f'block{i}_ln1')(h)
-      y = nn.MultiHeadDotProductAttention(
-          num_heads=self.heads, kernel_init=caffe_xavier,
-          name=f'block{i}_attention')(y, y)
-      h = h + y
-      y = nn.LayerNorm(name=f'block{i}_ln2')(h)
-      y = nn.gelu(nn.Dense(4 * self.width, kernel_init=caffe_xavier,
-                           name=f'block{i}_mlp_in')(y))
-      h = h + nn.Dense(self.width, kernel_init=caffe_xavier,
-                       name=f'block{i}_mlp_out')(y)
+    if self.scan:
+      blocks = nn.scan(_ScannedBlock, variable_axes={'params': 0},
+                       split_rngs={'params': True}, length=self.depth)
+      h, _ = blocks(self.width, self.heads, name='blocks')(h, None)
+    else:
+      for i in range(self.depth):
+        h = _pre_ln_block(h, self.width, self.heads, prefix=f'block{i}_')
     h = nn.LayerNorm(name='final_ln')(h).mean(axis=1)
     return nn.Dense(self.num_classes, kernel_init=caffe_xavier,
                     name='head')(h)
+
+
+class _ScannedBlock(nn.Module):
+  """One pre-LN block as `nn.scan` needs it: (carry, x) -> (carry, y)."""
+  width: int
+  heads: int
+
+  @nn.compact
+  def __call__(self, h, _):
+    return _pre_ln_block(h, self.width, self.heads), None
 
 
 def _deep_mlp(depth: int, activation: str):
@@ -242,6 +271,22 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     **{f'mlp{depth}_{act}': _deep_mlp(depth, act)
        for depth in (5, 10, 20) for act in ('sigmoid', 'tanh')},
     'row_transformer': RowTransformer,
+    'row_transformer_scan': lambda num_classes: RowTransformer(
+        num_classes=num_classes, scan=True),
+}
+
+
+# Each model's layers from the bottom to the top, as patterns on the layer
+# names of layerlr_optax.layer_partition (depth= of
+# layerlr_optax.scale_by_layer_decay): the +llrd variant's default when
+# config.llrd_depth is empty.
+LLRD_DEPTH: dict[str, tuple[str, ...]] = {
+    'lenet': ('conv1', 'conv2', 'ip1', 'ip2'),
+    'cifar10_full': ('conv1', 'conv2', 'conv3', 'ip1'),
+    'row_transformer': ('^(?:embed|position)$', r'^block(\d+)_',
+                        '^(?:final_ln|head)$'),
+    'row_transformer_scan': ('^(?:embed|position)$', '^blocks/',
+                             '^(?:final_ln|head)$'),
 }
 
 

@@ -33,6 +33,7 @@ import optax
 
 import layerlr_optax
 from experiments.lib import frozen
+from experiments.lib import models
 from experiments.lib.methods import GLOBAL_LAYER
 from experiments.lib.methods import Method
 
@@ -137,19 +138,23 @@ class Solver:
   schedule: optax.Schedule  # Caffe's rate(k) before lr multipliers
   base_lr: float
   layers: Any  # the `layers` argument of the layer-rate transforms
+  stacked: Any = None  # their `stacked` argument
 
 
-def observe_layer_factors(layers) -> optax.GradientTransformation:
+def observe_layer_factors(layers,
+                          stacked=None) -> optax.GradientTransformation:
   """Records the eq. 9 factors of the updates without changing them."""
 
   def init_fn(params):
     return layerlr_optax.LayerFactorsState(
         {name: jnp.ones([], jnp.float32)
-         for name in layerlr_optax.layer_partition(params, layers=layers)})
+         for name in layerlr_optax.layer_partition(params, layers=layers,
+                                                   stacked=stacked)})
 
   def update_fn(updates, state, params=None):
     del params, state
-    stats = layerlr_optax.layer_stats(updates, layers=layers)
+    stats = layerlr_optax.layer_stats(updates, layers=layers,
+                                      stacked=stacked)
     return updates, layerlr_optax.LayerFactorsState(
         {name: s['factor'] for name, s in stats.items()})
 
@@ -229,38 +234,67 @@ def make_solver(method: Method, config, params,
                              dict(config.lr_mult))
   decay_mult = _multiplier_tree(params, {}, dict(config.decay_mult))
   layers = _global_layers if method.variant == 'global' else config.layers
+  # A stacked model (nn.scan): one layer per slice for every per-layer rule.
+  stacked = (layerlr_optax.stacked_paths(config.stacked)
+             if config.get('stacked') and method.variant != 'global'
+             else None)
+  partition = dict(layers=layers, stacked=stacked)
 
   momentum = None
-  if base in ('sgd', 'nag', 'lars'):
+  if base in ('sgd', 'nag', 'lars', 'layer_lars'):
     momentum = config.momentum
     direction = optax.identity()
     if base == 'lars':
       direction = optax.scale_by_trust_ratio(
           trust_coefficient=config.lars_trust_coefficient)
+    elif base == 'layer_lars':
+      direction = layerlr_optax.scale_by_layer_trust_ratio(
+          trust_coefficient=config.lars_trust_coefficient, **partition)
   elif base == 'adagrad':
     direction = caffe_adagrad_direction(config.adagrad_delta)
   elif base == 'adam':
     direction = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
-  elif base == 'lamb':
+  elif base in ('lamb', 'layer_lamb'):
     direction = optax.chain(
         optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-6),
-        optax.scale_by_trust_ratio())
+        optax.scale_by_trust_ratio() if base == 'lamb' else
+        layerlr_optax.scale_by_layer_trust_ratio(**partition))
+  elif base == 'adalayer':
+    direction = layerlr_optax.scale_by_layer_adam(
+        b1=0.9, b2=0.999, eps=1e-8, **partition)
   else:  # pragma: no cover - methods.BASES and this switch are kept in step.
     raise AssertionError(method)
   if method.applies_factor:
     direction = layerlr_optax.layerwise(
-        direction, layers=layers, record_factors=True,
+        direction, record_factors=True,
         max_factor=(config.layer_max_factor if method.variant == 'layercap'
-                    else None))
+                    else None), **partition)
   elif method.variant == 'frozen':
+    if stacked is not None:
+      raise ValueError('the +frozen variant keeps one factor per layer name '
+                       'and does not split stacked layers; run it with '
+                       "config.stacked = ''.")
     # The eq. 9 factor observed (as for the plain methods), a fixed one
     # applied where +layer applies its own.
     direction = optax.chain(
         observe_layer_factors(layers), direction,
         frozen.scale_by_fixed_layer_factors(
             frozen.factors_for(config.frozen_factors, base), layers))
+  elif method.variant == 'llrd':
+    depth = tuple(config.llrd_depth) or models.LLRD_DEPTH.get(config.model)
+    if not depth:
+      raise ValueError(
+          f'{method.name} needs the order of the layers of model '
+          f'{config.model!r}: set config.llrd_depth to bottom-to-top patterns '
+          "on layer names, e.g. ('conv1', 'conv2', 'ip1', 'ip2') (depth= of "
+          'layerlr_optax.scale_by_layer_decay), or add the model to '
+          'LLRD_DEPTH in experiments/lib/models.py.')
+    direction = optax.chain(
+        observe_layer_factors(**partition), direction,
+        layerlr_optax.scale_by_layer_decay(
+            config.llrd_decay, depth, **partition))
   else:
-    direction = optax.chain(observe_layer_factors(layers), direction)
+    direction = optax.chain(observe_layer_factors(**partition), direction)
 
   optimizer = optax.chain(
       caffe_regularize(config.weight_decay, decay_mult),
@@ -270,4 +304,4 @@ def make_solver(method: Method, config, params,
        if momentum else optax.identity()),
       optax.scale(-1.0),
   )
-  return Solver(method, optimizer, schedule, base_lr, layers)
+  return Solver(method, optimizer, schedule, base_lr, layers, stacked)

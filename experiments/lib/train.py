@@ -141,7 +141,8 @@ class Trainer:
     self._init = jax.jit(init, out_shardings=self.param_shardings)
     self.solver = solvers.make_solver(method, config, abstract, base_lr)
     self.layer_names = tuple(
-        layerlr_optax.layer_partition(abstract, layers=self.solver.layers))
+        layerlr_optax.layer_partition(abstract, layers=self.solver.layers,
+                                      stacked=self.solver.stacked))
     self._opt_init = jax.jit(self.solver.optimizer.init)
     self._train_step_fn = make_train_step(model, self.solver.optimizer,
                                           pipeline.preprocess,

@@ -213,21 +213,24 @@ class LayerView:
         out.update((name, _entry(value, i)) for i, name in enumerate(names))
     return out
 
-  def _for_leaf(self, value: jax.Array, leaf: jax.Array,
+  def broadcast(self, value: jax.Array, leaf: jax.Array,
                 axis: Optional[int]) -> jax.Array:
-    """A group's value shaped to broadcast against one of its leaves."""
+    """A group's value (scalar, or one entry per slice) shaped to broadcast
+    against one of its leaves, whose stacked axis is `axis`."""
     value = value.astype(jnp.promote_types(leaf.dtype, value.dtype))
     if axis is None:
       return value
     return value.reshape([-1 if a == axis else 1 for a in range(leaf.ndim)])
 
-  def map(self, fn: Callable[..., jax.Array], values: Sequence[Any],
+  def map(self, fn: Callable[..., Any], values: Optional[Sequence[Any]],
           *trees: PyTree, what: str = 'updates',
           excluded: Optional[Callable[..., jax.Array]] = None) -> PyTree:
     """``fn(leaf, ..., value)`` on every leaf of a layer, with the leaves of
-    `trees` (this view's structure) and its group's value broadcast to the
-    leaf; excluded leaves get ``excluded(leaf, ...)``, or the first tree's
-    leaf unchanged."""
+    `trees` (this view's structure, or a prefix of it where a leaf position
+    holds a placeholder such as `optax.MaskedNode`) and its group's value
+    broadcast to the leaf; excluded leaves get ``excluded(leaf, ...)``, or
+    the first tree's leaf unchanged. With `values` None, ``fn(leaf, ...)``
+    alone."""
     columns = [self.leaves_of(tree, what) for tree in trees]
     out = []
     for i, (layer, axis) in enumerate(self._layer_leaves()):
@@ -235,7 +238,8 @@ class LayerView:
       if layer == layers_lib.EXCLUDED:
         out.append(excluded(*args) if excluded is not None else args[0])
       else:
-        out.append(fn(*args, self._for_leaf(values[layer], args[0], axis)))
+        out.append(fn(*args) if values is None else
+                   fn(*args, self.broadcast(values[layer], args[0], axis)))
     return self.treedef.unflatten(out)
 
   def scale(self, tree: PyTree, values: Sequence[Any],
