@@ -243,12 +243,6 @@ def _depths_from_patterns(part: layers_lib.Partition,
         'Every layer needs a depth: add a pattern for them (a final '
         "'.*' puts all the rest at the top), or leave them out with "
         'exclude=.')
-  unused = [p.pattern for j, p in enumerate(patterns) if j not in owner]
-  if unused:
-    raise ValueError(
-        f'layerlr_optax: the depth patterns {unused} match no layer; the '
-        f'layers are {list(part.layer_names)} (layer_partition shows '
-        'them). Remove or correct them.')
   depths: list[list[int]] = [[] for _ in part.layer_names]
   base = 0
   for j in range(len(patterns)):
@@ -321,8 +315,10 @@ def scale_by_layer_decay(
       a number are ranked by it (``layer_2`` below ``layer_10``), the slices
       of a stacked layer by their index, and layers with neither share one
       depth (attention and MLP of one block). Every layer must match a
-      pattern and every pattern a layer. Or a callable from each layer's
-      name (a slice is ``name[i]``) to its depth (an int >= 0).
+      pattern; a pattern no layer matches takes no depth. Depths count the
+      layers this transform sees: inside `optax.masked` or
+      `optax.multi_transform`, the unmasked ones. Or a callable from each
+      layer's name (a slice is ``name[i]``) to its depth (an int >= 0).
     layers: what a layer is; see `scale_by_layer_gradient`.
     record_factors: keep the multipliers in the state (a
       `LayerFactorsState`); read them with `recorded_factors`.
@@ -523,12 +519,10 @@ def scale_by_layer_adam(
     nu = {name: ((1 - b2) * ms + b2 * state.nu[name]).astype(
         state.nu[name].dtype) for name, ms in zip(names, mean_sq)}
     mu_hat = optax.tree_utils.tree_bias_correction(mu, b1, count)
-    # As optax.tree_utils.tree_bias_correction computes it (1 - b2**k loses
-    # digits in float32; the same expression loses the same ones).
-    nu_correction = 1 - b2 ** count
-    denominators = [
-        jnp.sqrt(nu[name] / nu_correction.astype(nu[name].dtype) + eps_root)
-        + eps for name in names]
+    # optax's own bias correction (jitted there: computing 1 - b2**k another
+    # way rounds differently in float32, ~1e-5 relative at k = 3).
+    nu_hat = optax.tree_utils.tree_bias_correction(nu, b2, count)
+    denominators = [jnp.sqrt(nu_hat[name] + eps_root) + eps for name in names]
 
     def adam_nu(g, nu_leaf):
       # An excluded leaf: Adam's own second moment, per entry.
@@ -538,8 +532,8 @@ def scale_by_layer_adam(
                            updates, state.nu_excluded, excluded=adam_nu)
 
     def adam_step(m_hat, nu_leaf):
-      nu_hat = nu_leaf / nu_correction.astype(nu_leaf.dtype)
-      return m_hat / (jnp.sqrt(nu_hat + eps_root) + eps)
+      nu_leaf_hat = optax.tree_utils.tree_bias_correction(nu_leaf, b2, count)
+      return m_hat / (jnp.sqrt(nu_leaf_hat + eps_root) + eps)
 
     new_updates = view.map(lambda m_hat, _, d: (m_hat / d).astype(m_hat.dtype),
                            denominators,
