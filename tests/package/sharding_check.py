@@ -95,7 +95,14 @@ for name, make in (
     ('sgd', lambda **kw: layerlr_optax.sgd(0.1, momentum=0.9, **kw)),
     ('adagrad', lambda **kw: layerlr_optax.adagrad(0.1, **kw)),
     ('layerwise', lambda **kw: layerlr_optax.layerwise(optax.adam(1e-2),
-                                                        **kw))):
+                                                        **kw)),
+    # The per-layer family: norms of updates and params (trust ratio),
+    # mean squares over global element counts (Adalayer).
+    ('trust_ratio', lambda **kw: layerlr_optax.scale_by_layer_trust_ratio(
+        trust_coefficient=0.1, **kw)),
+    ('lars', lambda **kw: layerlr_optax.lars(0.1, weight_decay=1e-3, **kw)),
+    ('lamb', lambda **kw: layerlr_optax.lamb(1e-2, **kw)),
+    ('adalayer', lambda **kw: layerlr_optax.adalayer(1e-2, **kw))):
   whole = make()
   want, _ = whole.update(full_grads, whole.init(full_params), full_params)
   local = make(axis_name='fsdp')
@@ -198,6 +205,18 @@ got = mapped(jax.device_put(stack_grads[1], jax.tree.map(
 assert_unrolled_equal(got, want, 'shard_map with stacked layers')
 print('shard_map axis_name with stacked layers: equal to unrolled')
 
+# The per-layer family on the stacked model (issue #32).
+FAMILY = {
+    'lars': lambda: layerlr_optax.lars(0.1, stacked=STACKED),
+    'lamb': lambda: layerlr_optax.lamb(1e-2, stacked=STACKED),
+    'adalayer': lambda: layerlr_optax.adalayer(1e-2, stacked=STACKED),
+    'llrd': lambda: optax.chain(optax.adam(1e-2),
+                                layerlr_optax.scale_by_layer_decay(
+                                    0.5, ['blocks', 'head'],
+                                    stacked=STACKED)),
+}
+
+
 # Meshes as today's jax makes them (issue #22): jax.make_mesh's default axis
 # types (Explicit in jax >= 0.7), and Auto. Every public function, with the
 # stacked axis sharded and not, against the same computation on one device.
@@ -226,6 +245,11 @@ def mesh_checks(axis_types, label):
   want_lw, _ = layerlr_optax.layerwise(optax.adam(1e-3), stacked=STACKED
                                        ).update(grads, optax.adam(1e-3).init(
                                            stack_params), stack_params)
+  want_family = {}
+  for member, make_member in FAMILY.items():
+    tx = make_member()
+    want_family[member] = tx.update(grads, tx.init(stack_params),
+                                    stack_params)[0]
   for name, spec in specs.items():
     put = lambda t, spec=spec: jax.device_put(t, jax.tree.map(
         lambda s: NamedSharding(mesh2, s), spec))
@@ -269,6 +293,14 @@ def mesh_checks(axis_types, label):
       for a, b in zip(jax.tree.leaves(got_lw), jax.tree.leaves(want_lw)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6,
                                    atol=1e-9, err_msg=f'{label} {name}')
+      for member, make_member in FAMILY.items():
+        tx = make_member()
+        got_m, _ = jax.jit(tx.update)(g, tx.init(p), p)
+        for a, b in zip(jax.tree.leaves(got_m),
+                        jax.tree.leaves(want_family[member])):
+          np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                     rtol=1e-6, atol=1e-9,
+                                     err_msg=f'{label} {name} {member}')
     print(f'{label} mesh, {name}: every public function equals one device')
 
 
