@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +94,77 @@ OPTIMIZERS = {
     'optax.adam': lambda: optax.adam(1e-3),
     'layerlr_optax.layerwise(optax.adam)':
         lambda: layerlr_optax.layerwise(optax.adam(1e-3)),
+    # The per-layer family (issue #32), each beside its optax peer: per
+    # array ([leaf], equal to the peer), per module (default), per stacked
+    # block ([stacked]; elsewhere the default).
+    'layerlr_optax.lars[leaf]': lambda: layerlr_optax.lars(0.01,
+                                                           layers='leaf'),
+    'layerlr_optax.lars': lambda: layerlr_optax.lars(0.01),
+    'layerlr_optax.lars[stacked]': lambda: layerlr_optax.lars(
+        0.01, stacked=_stacked_blocks),
+    'layerlr_optax.lamb[leaf]': lambda: layerlr_optax.lamb(1e-3,
+                                                           layers='leaf'),
+    'layerlr_optax.lamb': lambda: layerlr_optax.lamb(1e-3),
+    'layerlr_optax.lamb[stacked]': lambda: layerlr_optax.lamb(
+        1e-3, stacked=_stacked_blocks),
+    'layerlr_optax.adalayer': lambda: layerlr_optax.adalayer(1e-3),
+    'layerlr_optax.adalayer[stacked]': lambda: layerlr_optax.adalayer(
+        1e-3, stacked=_stacked_blocks),
+    'optax.adamw': lambda: optax.adamw(1e-3),
+    'optax.multi_transform(adamw per depth)': lambda: _llrd_by_hand(),
+    'optax.adamw+layerlr_optax.scale_by_layer_decay': lambda: optax.chain(
+        optax.adamw(1e-3), layerlr_optax.scale_by_layer_decay(
+            0.8, _depth_by_number)),
 }
+# Each family member's peer: the optax method it is judged against.
+PEERS = {
+    'layerlr_optax.lars[leaf]': 'optax.lars',
+    'layerlr_optax.lars': 'optax.lars',
+    'layerlr_optax.lars[stacked]': 'optax.lars',
+    'layerlr_optax.lamb[leaf]': 'optax.lamb',
+    'layerlr_optax.lamb': 'optax.lamb',
+    'layerlr_optax.lamb[stacked]': 'optax.lamb',
+    'layerlr_optax.adalayer': 'optax.adam',
+    'layerlr_optax.adalayer[stacked]': 'optax.adam',
+    'optax.adamw+layerlr_optax.scale_by_layer_decay':
+        'optax.multi_transform(adamw per depth)',
+}
+
+
+def _depth_by_number(name: str) -> int:
+  """A depth for the trees here: the first number in a layer's name (a
+  stacked slice's index), else 0. Cost does not depend on the values."""
+  match = re.search(r'\d+', name)
+  return int(match.group()) if match else 0
+
+
+def _llrd_by_hand() -> optax.GradientTransformation:
+  """LLRD written as users do without the package: one adamw per depth,
+  labels by layer (optax.multi_transform)."""
+  def labels(params):
+    partition = layerlr_optax.layer_partition(params, layers='leaf')
+    names = [_depth_by_number(name.rsplit('/', 1)[0]) for name in partition]
+    return jax.tree.unflatten(jax.tree.structure(params),
+                              [str(d) for d in names])
+
+  def make(params):
+    depths = sorted(set(jax.tree.leaves(labels(params))), key=int)
+    top = max(int(d) for d in depths)
+    return optax.multi_transform(
+        {d: optax.adamw(1e-3 * 0.8 ** (top - int(d))) for d in depths},
+        labels)
+
+  # multi_transform needs its label set up front: built at init, kept.
+  built = {}
+
+  def init_fn(params):
+    built['tx'] = make(params)
+    return built['tx'].init(params)
+
+  def update_fn(updates, state, params=None):
+    return built['tx'].update(updates, state, params)
+
+  return optax.GradientTransformation(init_fn, update_fn)
 QUICK_TREES = ('lenet', 'resnet50', 'deep_mlp_100')
 QUICK_OPTIMIZERS = ('optax.sgd', 'layerlr_optax.sgd',
                     'optax.clip_by_global_norm+sgd', 'optax.lars')

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 
 from experiments.lib import fileio
@@ -42,6 +43,52 @@ def _repetitions(payload: dict) -> str:
           '(min-max) beside it.' if n else '')
 
 
+def _peer_ratio(payloads: list[dict], tree: str, name: str, field: str):
+  """Each repetition's ratio of `name` to its peer (common.PEERS) on `tree`
+  for `field` ('median_s' or 'compile_s'), measured in the same process."""
+  ratios = []
+  for payload in payloads:
+    by = {(c['tree'], c['optimizer']): c for c in payload['cases']}
+    mine, peer = by.get((tree, name)), by.get((tree, common.PEERS[name]))
+    if mine and peer:
+      ratios.append(mine[field] / peer[field])
+  return ratios
+
+
+def family_table(payload: dict) -> str | None:
+  """The per-layer rules against their optax peers (common.PEERS): update
+  and compile time of each over its peer's, per tree, the median over the
+  fresh processes with (min-max) beside it; None without such pairs."""
+  payloads = payload.get('each') or [payload]
+  cases = payload['cases']
+  names = [n for n in dict.fromkeys(c['optimizer'] for c in cases)
+           if n in common.PEERS]
+  trees = list(dict.fromkeys(c['tree'] for c in cases))
+  if not names:
+    return None
+
+  def cell(tree, name):
+    parts = []
+    for field in ('median_s', 'compile_s'):
+      ratios = sorted(_peer_ratio(payloads, tree, name, field))
+      if not ratios:
+        return ''
+      text = f'{statistics.median(ratios):.2f}'
+      if len(ratios) > 1:
+        text += f' ({ratios[0]:.2f}-{ratios[-1]:.2f})'
+      parts.append(text)
+    return f'{parts[0]} / {parts[1]}'
+
+  return '\n\n'.join([
+      '**Per-layer rules against their optax peers**: update time / compile '
+      'time, each over its peer\'s in the same process (below 1: faster than '
+      'the peer)',
+      common.markdown_table(
+          ['rule', 'peer'] + trees,
+          [[n, common.PEERS[n]] + [cell(t, n) for t in trees]
+           for n in names])])
+
+
 def overhead_tables(payload: dict) -> str:
   cases = payload['cases']
   baseline = [c for c in cases if c['optimizer'] == 'optax.sgd']
@@ -61,7 +108,7 @@ def overhead_tables(payload: dict) -> str:
       _optimizer_by_tree(cases, lambda c: _ratio(c, 'compile_ratio')),
       '**Baseline absolute numbers**',
       common.markdown_table(['', *[c['tree'] for c in baseline]], base),
-  ])
+  ] + [table for table in [family_table(payload)] if table])
 
 
 def train_step_tables(payload: dict) -> str:

@@ -130,3 +130,27 @@ def test_repeated_merges_medians_and_ranges():
                                    'device': 'cpu', 'host': 'h', 'jax': '0'})
   assert '| layerlr_optax.sgd | 1.10 (1.00-1.30) |' in tables
   assert 'Repeated in 3 fresh processes' in tables
+
+
+def test_family_against_peers_json_and_table(tmp_path):
+  """Each per-layer rule is timed beside its optax peer in one process, and
+  the report's family table is their ratio (of each repetition, median and
+  range over fresh processes)."""
+  from benchmarks import common
+  path = tmp_path / 'f.json'
+  names = ['optax.lars', 'layerlr_optax.lars[leaf]', 'optax.adam',
+           'layerlr_optax.adalayer']
+  overhead.main(['--trees', 'lenet', '--optimizers', ','.join(names),
+                 '--repeats', '2', '--json', str(path)])
+  payload = json.loads(path.read_text())
+  by = {c['optimizer']: c for c in payload['cases']}
+  table = report.family_table(payload)
+  want = by['layerlr_optax.lars[leaf]']['median_s'] / by['optax.lars'][
+      'median_s']
+  row = next(line for line in table.splitlines()
+             if line.startswith('| layerlr_optax.lars[leaf] '))
+  assert row.split(' | ')[2].startswith(f'{want:.2f} / '), (row, want)
+  assert set(common.PEERS.values()) <= set(common.OPTIMIZERS)
+  # Two repetitions: median and (min-max) of the per-process ratios.
+  twice = {**payload, 'each': [payload, payload]}
+  assert f'{want:.2f} ({want:.2f}-{want:.2f})' in report.family_table(twice)
