@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import tomllib
+import zipfile
 
 import layerlr_optax
 
@@ -76,6 +78,7 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
   assert len(wheels) == 1 and len(sdists) == 1, os.listdir(dist)
   assert os.path.basename(wheels[0]).startswith(
       f'layerlr_optax-{layerlr_optax.__version__}-py3-none-any')
+  _check_distribution_contents(wheels[0], sdists[0])
 
   venv = tmp_path / 'venv'
   _run([sys.executable, '-m', 'venv', str(venv)])
@@ -97,6 +100,38 @@ def test_wheel_and_sdist_build_without_warnings_and_install(tmp_path):
       'sys.exit(1 if failed or not attempted else 0)\n' % ROOT)
   output = _run([python, '-c', check], cwd=str(elsewhere), env=env).stdout
   assert re.search(r'doctests: [1-9]\d* run, 0 failed', output), output
+
+
+def _check_distribution_contents(wheel: str, sdist: str) -> None:
+  """What a user downloads: the package, its license and typing marker and
+  metadata; never the experiments, their results, data or the tests."""
+  with zipfile.ZipFile(wheel) as z:
+    wheel_files = z.namelist()
+  with tarfile.open(sdist) as t:
+    # Without the top folder (layerlr_optax-X.Y.Z/).
+    sdist_files = [n.split('/', 1)[1] for n in t.getnames() if '/' in n]
+  package = {os.path.relpath(os.path.join(folder, f), ROOT)
+             for folder, _, files in os.walk(os.path.join(ROOT,
+                                                          'layerlr_optax'))
+             for f in files if f.endswith('.py') or f == 'py.typed'}
+  assert package <= set(wheel_files), package - set(wheel_files)
+  assert package <= set(sdist_files), package - set(sdist_files)
+  assert any(re.search(r'dist-info/licenses/LICENSE$', n)
+             for n in wheel_files), wheel_files
+  assert {'LICENSE', 'README.md', 'pyproject.toml'} <= set(sdist_files)
+  for files in (wheel_files, sdist_files):
+    leaked = [n for n in files if n.startswith(
+        ('experiments/', 'tests/', 'benchmarks/', 'notebooks/', 'docs/',
+         '.sweeps/', 'scripts/'))
+              or n.endswith(('.json', '.gz', '.npz', '.png', '.jpg',
+                             '.ipynb'))]
+    assert not leaked, leaked
+  with zipfile.ZipFile(wheel) as z:
+    metadata = z.read(next(n for n in wheel_files
+                           if n.endswith('dist-info/METADATA'))).decode()
+  assert f'Version: {layerlr_optax.__version__}' in metadata
+  assert 'License-Expression: Apache-2.0' in metadata
+  assert re.search(r'Requires-Dist: jax>=', metadata)
 
 
 def test_docs_build_with_warnings_as_errors(tmp_path):
