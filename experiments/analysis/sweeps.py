@@ -425,57 +425,111 @@ def _mean(x: np.ndarray) -> float:
   return float(x.mean()) if len(x) else math.nan
 
 
-# One colour per base optimizer; variants share it, told apart by line style.
-_BASE_COLOURS = {'sgd': 'tab:blue', 'nag': 'tab:orange', 'adagrad': 'tab:green',
-                 'adam': 'tab:red', 'lars': 'tab:purple', 'lamb': 'tab:brown'}
+# Line styles: the plain optimizer (or the per-array peer) dashed, each
+# variant its own; colours from a cycle, per panel.
 _VARIANT_STYLES = {None: ('--', 'o'), 'layer': ('-', 's'),
                    'layercap': ((0, (5, 1, 1, 1)), 'D'),
                    'global': (':', '^'), 'warmup': ('-.', 'v'),
-                   'frozen': ((0, (1, 1)), 'x')}
+                   'frozen': ((0, (1, 1)), 'x'), 'llrd': ('-', 'P')}
+_COLOURS = ('tab:blue', 'tab:red', 'tab:green', 'tab:orange', 'tab:purple',
+            'tab:brown', 'tab:pink', 'tab:gray')
+# Width the docs show a figure at (inches at fileio.write_figure's 110 dpi):
+# about 1,000 pixels, so every label is read at its drawn size.
+_FIGURE_WIDTH = 9.0
+
+
+def _family(method: Method) -> str:
+  """The panel a method is drawn in: its base, with the package's per-layer
+  rules beside their per-array peers (layer_lars with lars, ...)."""
+  return PEERS.get(method.base, method.base)
+
+
+def _style(method: Method) -> tuple[Any, str]:
+  if method.variant is None and method.base in PEERS:
+    return '-', 's'  # a per-layer rule against its dashed peer
+  return _VARIANT_STYLES[method.variant]
+
+
+def _seeds_phrase(payload: dict[str, Any]) -> str:
+  """How many seeds each grid point's mean rests on, in words."""
+  counts = {p.get('seeds') for points in payload['grid'].values()
+            for p in points if p.get('seeds')}
+  n = payload['grid_seeds']
+  if counts and max(counts) < n:
+    n = max(counts)
+  if counts and min(counts) < n:
+    return f'mean ± std over {min(counts)}-{n} seeds per rate'
+  return 'one seed per rate' if n == 1 else f'mean ± std over {n} seeds'
 
 
 def plot_tuning(payload: dict[str, Any], path: str) -> None:
-  """Final test error vs base learning rate (log x), mean ± std."""
+  """Final test error vs base learning rate, one panel per optimizer
+  family (a base, its variants, a per-layer rule beside its peer), in a
+  grid of two columns, the grid's rates as tick labels."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+  from matplotlib import ticker
   grid = payload['grid']
-  bases = list(dict.fromkeys(Method.parse(m).base for m, points in grid.items()
-                             if points)) or ['sgd']
-  fig, axes = plt.subplots(1, len(bases),
-                           figsize=(max(6.0, 4.2 * len(bases)), 4.2),
-                           squeeze=False, sharey=True)
-  for ax, base in zip(axes[0], bases):
-    for name, points in grid.items():
+  families = list(dict.fromkeys(
+      _family(Method.parse(m)) for m, points in grid.items() if points)) or [
+          'sgd']
+  columns = min(2, len(families))
+  rows = -(-len(families) // columns)
+  width = _FIGURE_WIDTH if columns > 1 else _FIGURE_WIDTH * 0.6
+  fig, axes = plt.subplots(rows, columns, figsize=(width, 3.4 * rows + 0.8),
+                           squeeze=False)
+  for ax in axes.flat[len(families):]:
+    ax.set_visible(False)
+  for ax, family in zip(axes.flat, families):
+    rates = set()
+    members = [m for m, points in grid.items()
+               if points and _family(Method.parse(m)) == family]
+    for colour, name in zip(_COLOURS * 4, members):
       method = Method.parse(name)
-      if method.base != base or not points:
-        continue
-      style, marker = _VARIANT_STYLES[method.variant]
+      points = grid[name]
+      style, marker = _style(method)
       lr = np.array([p['base_lr'] for p in points])
+      rates.update(lr.tolist())
       mean = np.array([_nan(p['mean']) for p in points], dtype=float)
       std = np.nan_to_num(np.array([_nan(p['std']) for p in points],
                                    dtype=float))
       finite = np.isfinite(mean)
       ax.errorbar(lr[finite], mean[finite], yerr=std[finite], label=name,
-                  color=_BASE_COLOURS[base], linestyle=style, marker=marker,
+                  color=colour, linestyle=style, marker=marker,
                   markersize=4, capsize=2)
       if not finite.all():
         ax.plot(lr[~finite], np.full((~finite).sum(), 90.0), 'x',
-                color=_BASE_COLOURS[base])
+                color=colour)
       if name in payload['best']:
         b = payload['best'][name]
-        ax.plot([b['base_lr']], [b['mean']], marker='*', markersize=11,
-                color=_BASE_COLOURS[base], markeredgecolor='k')
+        ax.plot([b['base_lr']], [b['mean']], marker='*', markersize=12,
+                color=colour, markeredgecolor='k', linestyle='none')
     ax.set_xscale('log', base=2)
     ax.set_yscale('log')
-    ax.set_xlabel('base learning rate')
-    ax.set_title(base)
-    ax.legend(fontsize=7)
-  axes[0, 0].set_ylabel('final test error (%)')
-  fig.suptitle(f'{payload["experiment"]}: final test error vs base rate, '
-               f'mean ± std over up to {payload["grid_seeds"]} seeds\n'
-               'x at 90%: diverged; *: best rate (rerun with more seeds)',
-               fontsize=9)
+    ticks = sorted(rates)
+    if len(ticks) > 8:  # every other rate, so the labels do not collide
+      ticks = ticks[::2]
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(
+        lambda v, _: f'{v:g}'))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    # Plain numbers (2, 3, 5, 10, ...), not powers of ten.
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10,
+                                                 subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(
+        lambda v, _: f'{v:g}'))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.tick_params(axis='x', labelrotation=45, labelsize=8)
+    ax.tick_params(axis='y', which='both', labelsize=8)
+    ax.grid(True, which='both', alpha=0.25)
+    ax.set_xlabel('base learning rate', fontsize=9)
+    ax.set_ylabel('final test error (%)', fontsize=9)
+    ax.set_title(family, fontsize=10)
+    ax.legend(fontsize=8)
+  fig.suptitle(f'{payload["experiment"]}: final test error against the base '
+               f'learning rate\n{_seeds_phrase(payload)}; *: the best rate, '
+               'rerun with more seeds; x at 90%: diverged', fontsize=10)
   fig.tight_layout()
   fileio.write_figure(fig, path)
   plt.close(fig)

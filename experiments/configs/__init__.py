@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
+import os
 import pkgutil
+import re
+import sys
 
 import ml_collections
 
@@ -32,12 +36,47 @@ def available() -> list[str]:
                 if not m.name.startswith('_'))
 
 
+def is_config_file(experiment: str) -> bool:
+  """Whether `experiment` names a config file of the user's own (a path
+  ending in .py) rather than one of this package's experiments."""
+  return experiment.endswith('.py')
+
+
 def get_config(experiment: str) -> ml_collections.ConfigDict:
+  """The config of a named experiment (experiments/configs/NAME.py), or of
+  a config file of your own (``path/to/my_experiment.py`` defining
+  ``get_config()``, as Flax examples' ``--config`` files do). A file may
+  register its own models (`experiments.lib.models.register`) when it is
+  imported."""
+  if is_config_file(experiment):
+    return _config_from_file(experiment)
   if experiment not in available():
-    raise ConfigError(f'unknown experiment {experiment!r}; available: '
-                      f'{", ".join(available())}.')
+    raise ConfigError(
+        f'unknown experiment {experiment!r}; available: '
+        f'{", ".join(available())}. An experiment of your own is a config '
+        'file: pass its path (my_experiment.py), see experiments/README.md, '
+        '"Your own model".')
   module = importlib.import_module(f'experiments.configs.{experiment}')
   return module.get_config()
+
+
+def _config_from_file(path: str) -> ml_collections.ConfigDict:
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file {path!r} not found (from {os.getcwd()}).')
+  name = '_layerlr_user_config_' + re.sub(r'\W', '_', os.path.abspath(path))
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  if not callable(getattr(module, 'get_config', None)):
+    raise ConfigError(f'config file {path!r} defines no get_config(); it '
+                      'must return an ml_collections.ConfigDict (start from '
+                      'experiments.configs._common.base_config()).')
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f'get_config() of {path!r} returned a '
+                      f'{type(config).__name__}, not a ConfigDict.')
+  return config
 
 
 def _parse_value(current, text: str, key: str):
@@ -113,7 +152,14 @@ def validate(config: ml_collections.ConfigDict) -> tuple[Method, ...]:
   if every < 0 or (every and every % config.log_every):
     raise ConfigError(f'config.checkpoint_every={every} must be 0 (off) or a '
                       f'multiple of config.log_every={config.log_every}.')
-  choices = {'model': tuple(models.MODELS), 'data_source': DATA_SOURCES,
+  if config.model not in models.MODELS:
+    raise ConfigError(
+        f'config.model={config.model!r} is not a registered model; '
+        f'registered: {", ".join(models.MODELS)} (the MODELS registry of '
+        'experiments/lib/models.py). Register your own in your config file '
+        'with experiments.lib.models.register(name, factory), see '
+        'experiments/README.md, "Your own model".')
+  choices = {'data_source': DATA_SOURCES,
              'seed_parallelism': SEED_PARALLELISM,
              'param_sharding': PARAM_SHARDINGS, 'lr_policy': LR_POLICIES,
              'on_divergence': ON_DIVERGENCE}

@@ -276,6 +276,28 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def register(name: str, factory: Callable[..., nn.Module]) -> None:
+  """Adds a model of your own to `MODELS`, for ``config.model = name``.
+
+  Call it in your config file (it runs when the file is loaded, in every
+  process of a run). `factory(num_classes)` returns a Flax linen module
+  whose ``__call__(x, train=False)`` maps a batch of images to logits.
+  Registering a name twice with another factory is refused (a sweep's runs
+  must all train the same model).
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f'a model name must be a non-empty str, got {name!r}.')
+  if not callable(factory):
+    raise TypeError(f'the factory of model {name!r} must be callable '
+                    f'(num_classes -> flax module), got {factory!r}.')
+  known = MODELS.get(name)
+  if known is not None and getattr(known, '__qualname__', known) != getattr(
+      factory, '__qualname__', factory):
+    raise ValueError(f'model {name!r} is registered already (by {known!r}); '
+                     'choose another name.')
+  MODELS[name] = factory
+
+
 # Each model's layers from the bottom to the top, as patterns on the layer
 # names of layerlr_optax.layer_partition (depth= of
 # layerlr_optax.scale_by_layer_decay): the +llrd variant's default when
