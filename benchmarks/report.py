@@ -17,15 +17,74 @@ TARGET_UPDATE = 1.15
 TARGET_COMPILE = 1.2
 
 
+# Trees per table: a "median (min-max)" column is ~90 px at the docs' table
+# font, so five fit beside the optimizer names at 1,280 px.
+TREES_PER_TABLE = 5
+
+
 def _optimizer_by_tree(cases, cell) -> str:
-  """A Markdown table: a row per optimizer, a column per tree."""
+  """Markdown tables: a row per optimizer, a column per tree, at most
+  `TREES_PER_TABLE` trees a table (so it fits a page)."""
   trees = list(dict.fromkeys(c['tree'] for c in cases))
   optimizers = list(dict.fromkeys(c['optimizer'] for c in cases))
   by = {(c['tree'], c['optimizer']): c for c in cases}
-  return common.markdown_table(
-      ['optimizer'] + trees,
+  chunks = -(-len(trees) // TREES_PER_TABLE)
+  size = -(-len(trees) // chunks)  # balanced: 9 trees -> 5 + 4
+  return '\n\n'.join(common.markdown_table(
+      ['optimizer'] + part,
       [[name] + [cell(by[(t, name)]) if (t, name) in by else ''
-                 for t in trees] for name in optimizers])
+                 for t in part] for name in optimizers])
+      for part in (trees[i:i + size] for i in range(0, len(trees), size)))
+
+
+def figure(payload: dict, path: str) -> None:
+  """Update and compile time of every optimizer over optax.sgd's, per
+  tree: the median over fresh processes with the (min-max) range as a bar;
+  the targets as lines."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  import numpy as np
+  cases = payload['cases']
+  trees = list(dict.fromkeys(c['tree'] for c in cases))
+  names = [n for n in dict.fromkeys(c['optimizer'] for c in cases)
+           if n != common.BASELINE]
+  by = {(c['tree'], c['optimizer']): c for c in cases}
+  fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.4), sharex=True)
+  x = np.arange(len(trees))
+  width = 0.8 / max(1, len(names))
+  for ax, field, target, label in (
+      (axes[0], 'ratio', TARGET_UPDATE, 'update time'),
+      (axes[1], 'compile_ratio', TARGET_COMPILE, 'compile time')):
+    for i, name in enumerate(names):
+      rows = [by.get((t, name)) for t in trees]
+      mid = np.array([r[field] if r else np.nan for r in rows])
+      lo = np.array([r.get(f'{field}_min', r[field]) if r else np.nan
+                     for r in rows])
+      hi = np.array([r.get(f'{field}_max', r[field]) if r else np.nan
+                     for r in rows])
+      ax.bar(x + (i - (len(names) - 1) / 2) * width, mid, width,
+             yerr=[mid - lo, hi - mid], capsize=2, label=name)
+    ax.axhline(1.0, color='k', linewidth=0.8)
+    ax.axhline(target, color='grey', linestyle='--', linewidth=0.8,
+               label=f'target for layerlr_optax.sgd ({target}x)')
+    ax.set_ylabel(f'{label} / optax.sgd', fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, axis='y', alpha=0.3)
+    # Room above the bars for the legend.
+    top = max(c.get(f'{field}_max', c[field]) for c in cases)
+    ax.set_ylim(0, top * 1.35)
+    ax.legend(fontsize=8, ncol=3, loc='upper left')
+  axes[1].set_xticks(x, trees, rotation=30, ha='right')
+  repetitions = payload.get('repetitions')
+  fig.suptitle(
+      f'Cost per update step over optax.sgd (m=0.9), {payload["device"]}, '
+      f'{payload["host"]}\nmedian' + (
+          f' of {repetitions} fresh processes, bars: min-max'
+          if repetitions else '') + '; lower is cheaper', fontsize=10)
+  fig.tight_layout()
+  fileio.write_figure(fig, path)
+  plt.close(fig)
 
 
 def _ratio(case: dict, field: str = 'ratio') -> str:
@@ -176,12 +235,21 @@ def render(path: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-  """``python -m benchmarks.report [--write] RESULTS.json ...``: prints the
-  tables, or with --write writes each next to its JSON as RESULTS.md (the
-  files the docs include)."""
+  """``python -m benchmarks.report [--write] [--figure] RESULTS.json ...``:
+  prints the tables, or with --write writes each next to its JSON as
+  RESULTS.md (the files the docs include); --figure also draws an overhead
+  benchmark's RESULTS.png."""
   args = argv[1:]
   write = '--write' in args
-  for path in [a for a in args if a != '--write']:
+  draw = '--figure' in args
+  for path in [a for a in args if a not in ('--write', '--figure')]:
+    if draw:
+      with open(path) as f:
+        payload = json.load(f)
+      if payload['benchmark'] == 'overhead':
+        out = os.path.splitext(path)[0] + '.png'
+        figure(payload, out)
+        print(f'wrote {out}')
     text = render(path)
     if write:
       out = os.path.splitext(path)[0] + '.md'

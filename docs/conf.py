@@ -25,6 +25,8 @@ extensions = [
     'sphinx.ext.viewcode',
     'sphinx.ext.intersphinx',   # optax.sgd, jax.Array, ... as links
     'myst_nb',                  # Markdown pages and the notebooks
+    # MathJax from the build itself, not a CDN: math renders offline.
+    'sphinx-mathjax-offline',
 ]
 # Each project's inventory online (Read the Docs), else the small local one
 # in docs/_inventories/ (written by docs/inventories.py for the names these
@@ -51,9 +53,16 @@ autodoc_type_aliases = {
     'layers_lib.StackedSpec': 'layerlr_optax.StackedSpec',
     'MaxFactor': 'layerlr_optax.MaxFactor',
     'transform.MaxFactor': 'layerlr_optax.MaxFactor',
-    'PyTree': 'layerlr_optax._src.transform.PyTree',
+    'DepthSpec': 'layerlr_optax.DepthSpec',
+    'rules.DepthSpec': 'layerlr_optax.DepthSpec',
+    # optax's name for a pytree of arrays, not a private path.
+    'PyTree': 'optax.Updates',
     'optax.ScalarOrSchedule': 'optax.ScalarOrSchedule',
+    # Kept as written rather than expanded into its union.
+    'jax.typing.ArrayLike': 'jax.typing.ArrayLike',
 }
+# A long signature: one parameter per line, not a wrapped paragraph.
+maximum_signature_line_length = 88
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 autodoc_member_order = 'bysource'
@@ -68,6 +77,13 @@ myst_heading_anchors = 3
 
 html_theme = 'sphinx_book_theme'
 html_title = 'layerlr-optax'
+html_static_path = ['_static']
+html_css_files = ['custom.css']
+html_js_files = ['tables.js']
+# Results pages show wide tables: no right-hand table of contents there.
+html_theme_options = {
+    'secondary_sidebar_items': {'results/*': []},
+}
 exclude_patterns = ['_build', 'PAPER.md', 'paper-excerpt.txt', '_inventories',
                     '**.ipynb_checkpoints']
 suppress_warnings = ['myst.header']

@@ -284,6 +284,10 @@ def write_frozen_factors(payload: dict[str, Any], path: str) -> bool:
   return True
 
 
+# In best.md, between the explanations and the tables.
+TABLES_MARKER = '<!-- tables -->'
+
+
 def best_markdown(payload: dict[str, Any]) -> str:
   """best.md: best rates, best-vs-best with Welch p, robustness."""
   best = payload['best']
@@ -299,6 +303,17 @@ def best_markdown(payload: dict[str, Any]) -> str:
       '(relative) of the best, in factors of 2 (0: only the best rate). '
       'Training loss: the mean mini-batch loss over the last evaluation '
       'interval, at the best rate.',
+      '',
+      'Best vs best (below): each method at its own best rate; Δ = '
+      'mean(variant) − mean(base), percentage points, negative favours the '
+      'variant; Welch two-sided p, not corrected for multiplicity (the '
+      'corrected verdict over every sweep is experiments/results/'
+      'verdict.md). *Confirmation*: only the seeds that took no part in '
+      f'choosing the rates (seeds {payload["grid_seeds"]} and up; n = seeds '
+      'of each side); *all seeds*: the grid seeds too.',
+      '',
+      # Pages that explain the above once include the tables from here.
+      TABLES_MARKER,
       '',
       '| method | best base_lr | seeds | final test error (%) | '
       'confirmation seeds | confirmation error (%) | '
@@ -318,14 +333,7 @@ def best_markdown(payload: dict[str, Any]) -> str:
   if rows:
     lines += [
         '',
-        '**Best vs best** (each at its own best rate; Welch two-sided p, '
-        'not corrected for multiplicity: the corrected verdict over every '
-        'sweep is experiments/results/verdict.md)',
-        '',
-        'Δ = mean(variant) − mean(base), percentage points; negative '
-        'favours the variant. *Confirmation*: only the seeds that took no '
-        f'part in choosing the rates (seeds {payload["grid_seeds"]} and '
-        'up; n = seeds of each side); *all seeds*: the grid seeds too.',
+        '**Best vs best**',
         '',
         '| variant | vs | n | Δ confirmation | p confirmation | '
         'Δ all seeds | p all seeds |',

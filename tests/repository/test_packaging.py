@@ -164,3 +164,23 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     assert (html / f'{page}.html').exists(), page
   # Signatures name the aliases, and optax objects link to optax's docs.
   assert 'LayersSpec' in api and 'optax.readthedocs.io' in api
+  # As a user reads them (#33): no expanded ArrayLike union, no private
+  # module path, one parameter per line for long signatures.
+  text = re.sub(r'<[^>]+>', '', api)
+  assert 'bool | number | bool' not in text
+  assert '_src.' not in re.sub(r'_modules/[^"]*', '', text.split(
+      'API reference', 1)[1]), 'a private path in a signature'
+  assert 'jax.typing.ArrayLike' in text
+  # A long signature lists its parameters one per line (<dl><dd>).
+  layerwise = api.split('id="layerlr_optax.layerwise"', 1)[1][:600]
+  assert '<dl>' in layerwise and '<dd><em class="sig-param">' in layerwise
+  # Math renders offline: MathJax is served from the build, not a CDN.
+  for page in ('index.html', 'api.html', 'semantics.html'):
+    with open(html / page) as f:
+      source = f.read()
+    assert '_static/mathjax/tex-chtml.js' in source, page
+    assert 'cdn.jsdelivr' not in source and 'mathjax@' not in source, page
+  assert (html / '_static' / 'mathjax' / 'tex-chtml.js').exists()
+  # Results pages: the wide-table stylesheet and script are served.
+  assert (html / '_static' / 'custom.css').exists()
+  assert (html / '_static' / 'tables.js').exists()
