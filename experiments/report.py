@@ -40,8 +40,19 @@ def _load(workdir: str) -> records.Results:
 
 
 def _results(args) -> None:
-  for path in results_lib.write_all(_load(args.workdir), args.workdir):
-    print(f'wrote {path}')
+  """The tables and plots of WORKDIR: from results.json when the run has
+  finished, else from the runs finished so far (a running experiment)."""
+  path = os.path.join(args.workdir, 'results.json')
+  if os.path.exists(path):
+    results = _load(args.workdir)
+  else:
+    results = results_lib.partial_results(args.workdir)
+    done, total = len(results.runs), results_lib.planned_runs(results)
+    print(f'{args.workdir}: no results.json yet; {done} of {total} runs '
+          'finished, reported below (the same command again reports more).')
+  for written in results_lib.write_all(results, args.workdir):
+    print(f'wrote {written}')
+  print(results_lib.summary_line(results))
 
 
 def _compare(args) -> None:

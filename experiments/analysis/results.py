@@ -8,6 +8,7 @@ and plot bands alike; with a single seed it is not defined and shows as n/a
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -205,6 +206,66 @@ def factors_markdown(results: records.Results) -> str:
 
 
 OUTPUTS = ('table.md', 'curves.png', 'layer_rates.png', 'factors.md')
+
+
+def partial_results(workdir: str) -> records.Results:
+  """The runs of WORKDIR finished so far (runs/*.json) as a Results, for
+  the tables and plots of a running (or stopped) experiment."""
+  config_path = os.path.join(workdir, 'config.json')
+  runs_dir = os.path.join(workdir, 'runs')
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(
+        f'{workdir} holds no experiment (no config.json): give the --workdir '
+        'of a python -m experiments.run command.')
+  with open(config_path) as f:
+    config = json.load(f)
+  runs = []
+  names = sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []
+  for name in names:
+    if name.endswith('.json'):
+      with open(os.path.join(runs_dir, name)) as f:
+        runs.append(records.RunRecord.from_json(json.load(f)))
+  if not runs:
+    raise FileNotFoundError(
+        f'{workdir}: no run has finished yet (runs/ is empty); the first '
+        'appears after one method x seed has trained.')
+  order = [m.strip() for m in config['methods'].split(',')]
+  runs.sort(key=lambda r: (order.index(r.method) if r.method in order
+                           else len(order), r.seed))
+  first = runs[0]
+  return records.Results(
+      experiment=config['experiment'],
+      eval_steps=list(range(config['eval_every'], config['num_steps'] + 1,
+                            config['eval_every'])),
+      runs=runs, config=config,
+      wall_seconds=sum(r.wall_seconds for r in runs),
+      session_wall_seconds=0.0, backend='', device=first.device or '',
+      versions=first.versions or {}, commit=first.commit)
+
+
+def planned_runs(results: records.Results) -> int:
+  """How many runs the experiment's config asks for."""
+  methods = [m for m in results.config['methods'].split(',') if m.strip()]
+  return len(methods) * int(results.config['num_seeds'])
+
+
+def summary_line(results: records.Results) -> str:
+  """What the table says, in one line: each variant against its base at the
+  last evaluation, and where the interpretation is."""
+  grouped = results.by_method()
+  parts = []
+  for base, variant in comparisons([Method.parse(m) for m in grouped]):
+    a = _stack(grouped[variant.name], 'test_error')[:, -1]
+    b = _stack(grouped[base.name], 'test_error')[:, -1]
+    p = stats.welch_p(a, b)
+    parts.append(f'{variant.name} {a.mean() - b.mean():+.2f} points vs '
+                 f'{base.name} (p = {_fmt_p(p)}, {len(a)} and {len(b)} seeds)')
+  step = results.eval_steps[-1] if results.eval_steps else None
+  head = (f'At iteration {step}: ' + '; '.join(parts) + '.' if parts else
+          'No variant with its base yet.')
+  return (f'{head} Negative favours the variant; p is Welch\'s, two-sided, '
+          'uncorrected. What the table means and what it does not (the '
+          'tuned comparison): docs/results/paper_reproduction.md.')
 
 
 def write_all(results: records.Results, workdir: str) -> list[str]:

@@ -334,6 +334,11 @@ class _Loop:
       self.pending[i] = []
       writer.flush()
 
+  def _latest_test_error(self) -> float | None:
+    errors = [r.test_error[-1] for r in self.records
+              if r.test_error and r.test_error[-1] is not None]
+    return float(np.mean(errors)) if errors else None
+
   def _checkpoint(self, step: int, state: TrainState) -> None:
     for i, (record, ckpt) in enumerate(zip(self.records, self.checkpoints)):
       own = state
@@ -384,11 +389,15 @@ class _Loop:
       dt = time.perf_counter() - t0
       self.progress.update(config.log_every * group)
       finite = losses[np.isfinite(losses)]
-      self.progress.set_postfix(
-          loss=f'{finite.mean():.4f}' if finite.size else 'nan',
-          img_s=f'{config.log_every * config.batch_size * group / dt:.0f}')
       if step % config.eval_every == 0:
         self._record_eval(step, state, writers)
+      postfix = {
+          'loss': f'{finite.mean():.4f}' if finite.size else 'nan',
+          'img_s': f'{config.log_every * config.batch_size * group / dt:.0f}'}
+      latest = self._latest_test_error()
+      if latest is not None:  # the run's latest evaluation (mean of seeds)
+        postfix['test_err'] = f'{latest:.2f}%'
+      self.progress.set_postfix(postfix)
       if every and (step % every == 0 or step == config.num_steps):
         elapsed = (time.perf_counter() - t_start) / group
         t_start = time.perf_counter()

@@ -346,3 +346,64 @@ def test_every_epoch_is_a_fresh_permutation(num_examples, batch_size):
   np.testing.assert_array_equal(orders, again)
   other = batches.epoch_orders(4, num_examples, steps, batch_size).ravel()
   assert not np.array_equal(orders, other)
+
+
+# A Python where TensorFlow and TFDS cannot be imported, as after
+# `pip install "layerlr-optax[experiments]"` without the tfds extra.
+_WITHOUT_TENSORFLOW = '''
+import importlib.abc, runpy, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):
+      raise ModuleNotFoundError(f'No module named {name!r}')
+    return None
+sys.meta_path.insert(0, _NoTensorFlow())
+sys.argv = ['experiments.run'] + sys.argv[1:]
+runpy.run_module('experiments.run', run_name='__main__')
+'''
+
+
+def _run_without_tensorflow(args, tmp_path):
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-c', _WITHOUT_TENSORFLOW, *args],
+                        cwd=tmp_path, env=env, capture_output=True, text=True,
+                        timeout=900)
+
+
+def test_local_data_needs_no_tensorflow(tmp_path, mnist_dir):
+  """The experiments extra alone runs the main job on local files."""
+  import json
+  workdir = tmp_path / 'w'
+  proc = _run_without_tensorflow(
+      ['mnist_lenet', '--workdir', str(workdir), '--config.data_source=local',
+       f'--config.data_dir={mnist_dir}', '--config.num_seeds=1',
+       '--config.num_steps=4', '--config.eval_every=2',
+       '--config.log_every=2', '--config.methods=sgd,sgd+layer'], tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / 'results.json').read_text())
+  assert {r['method'] for r in results['runs']} == {'sgd', 'sgd+layer'}
+
+
+def test_tfds_without_tensorflow_says_what_to_install(tmp_path):
+  proc = _run_without_tensorflow(
+      ['mnist_lenet', '--workdir', str(tmp_path / 'w')], tmp_path)
+  assert proc.returncode == 2
+  err = proc.stderr.strip().splitlines()
+  assert len(err) == 1, err
+  assert 'pip install "layerlr-optax[tfds]"' in err[0], err
+  assert '--config.data_source=local --config.data_dir=DIR' in err[0]
+  assert not (tmp_path / 'w').exists()
+
+
+def test_the_experiments_extra_has_no_tensorflow():
+  import tomllib
+  from tests.conftest import ROOT
+  with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+    extras = tomllib.load(f)['project']['optional-dependencies']
+  names = lambda extra: {r.split('>')[0].split(';')[0].strip()
+                         for r in extras[extra]}
+  assert not {n for n in names('experiments') if 'tensorflow' in n}
+  assert {'tensorflow-datasets', 'tensorflow-cpu'} <= names('tfds')

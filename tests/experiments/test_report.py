@@ -135,3 +135,57 @@ def test_report_table2_checks_the_papers_claims(tmp_path, capsys):
 def test_report_table2_without_results_says_what_to_run(tmp_path, capsys):
   assert report_lib.main(['report', 'table2', str(tmp_path)]) == 1
   assert 'train them first' in capsys.readouterr().err
+
+
+def test_a_running_experiment_is_reported_from_its_finished_runs(
+    tmp_path, mnist_config, capsys):
+  """The main job, as a user watches it: the run command says how to see
+  the runs so far; `report WORKDIR` makes the table of the finished runs
+  before results.json exists; the progress line shows the latest test
+  error; the end says what the table means in one line."""
+  import subprocess
+  import sys
+  from tests.conftest import ROOT
+  workdir = tmp_path / 'w'
+  config = mnist_config(num_seeds=2, num_steps=4, eval_every=2,
+                        log_every=2)
+  overrides = [f'--config.{k}={config[k]}' for k in (
+      'data_source', 'data_dir', 'num_seeds', 'num_steps', 'eval_every',
+      'log_every', 'methods')]
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.run', 'mnist_lenet', '--workdir',
+       str(workdir), *overrides], cwd=ROOT, capture_output=True, text=True,
+      env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu'),
+      timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (f'While it runs, python -m experiments.report {workdir} writes the '
+          'table and plots of the runs finished so far.') in proc.stderr
+  assert 'test_err=' in proc.stderr  # the progress line
+  results = records.load_results(str(workdir / 'results.json'))
+  last = proc.stdout.strip().splitlines()[-1]
+  assert last == results_lib.summary_line(results)
+  # The line, recomputed here from the runs.
+  final = {m: np.array([r.test_error[-1] for r in runs])
+           for m, runs in results.by_method().items()}
+  delta = final['sgd+layer'].mean() - final['sgd'].mean()
+  p = stats.welch_p(final['sgd+layer'], final['sgd'])
+  assert last.startswith(
+      f'At iteration 4: sgd+layer {delta:+.2f} points vs sgd (p = {p:.3f}, '
+      '2 and 2 seeds).')
+  assert 'docs/results/paper_reproduction.md' in last
+  # As if it were still running: results.json not written, one run left.
+  os.remove(workdir / 'results.json')
+  os.remove(workdir / 'runs' / 'sgd+layer_seed1.json')
+  capsys.readouterr()
+  assert report_lib.main(['report', str(workdir)]) == 0
+  out = capsys.readouterr().out
+  assert 'no results.json yet; 3 of 4 runs finished' in out
+  table = (workdir / 'table.md').read_text()
+  assert 'Seeds per method: sgd 2, sgd+layer 1.' in table
+  assert_plot(workdir / 'curves.png')
+  assert '1 and 2 seeds' in out.strip().splitlines()[-1]
+
+
+def test_report_of_a_folder_without_runs_says_so(tmp_path, capsys):
+  assert report_lib.main(['report', str(tmp_path)]) != 0
+  assert 'no experiment (no config.json)' in capsys.readouterr().err

@@ -90,7 +90,14 @@ def _downloads_for_real(builder) -> bool:
 
 
 def load_tfds(name: str, data_dir: str | None) -> ImageDataset:
-  import tensorflow_datasets as tfds
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise DataError(
+        f'data_source=tfds (the default) needs TensorFlow Datasets, which '
+        f'this environment lacks ({e}): pip install "layerlr-optax[tfds]" '
+        '(TensorFlow and TFDS, ~2.8 GB). Or, without them: '
+        f'{_offline_hint(name)}') from None
   # TFDS logs a warning for every dataset it has not prepared yet; the
   # outcome (prepared, downloaded, or a DataError) says it better.
   absl_logger = logging.getLogger('absl')
