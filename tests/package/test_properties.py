@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -60,3 +61,81 @@ def test_every_layer_keeps_its_direction(layers, mode):
     c = np.dot(u, g) / np.dot(g, g)
     assert c >= 1.0 - 1e-6
     np.testing.assert_allclose(u, c * g, rtol=1e-5, atol=1e-30)
+
+
+# ------------------------------------------- the per-layer family (#32) --
+
+def _tree(layers):
+  return {f'layer{i}': {f'w{j}': jnp.asarray(a) for j, a in enumerate(arrays)}
+          for i, arrays in enumerate(layers)}
+
+
+nested_layers = st.lists(st.lists(layer_arrays, min_size=1, max_size=3),
+                         min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(nested_layers, st.floats(0.0, 1e-2), st.floats(0.1, 3.0))
+def test_leaf_trust_ratio_is_optax_on_any_tree(layers, min_norm, coefficient):
+  """With every array its own layer, optax's per-array rule, on trees of
+  any shapes (zeros and huge norms included)."""
+  params = _tree(layers)
+  grads = jax.tree.map(lambda p: jnp.flip(p) * 0.5 - 0.25, params)
+  mine = layerlr_optax.scale_by_layer_trust_ratio(
+      min_norm=min_norm, trust_coefficient=coefficient, layers='leaf')
+  peer = optax.scale_by_trust_ratio(min_norm=min_norm,
+                                    trust_coefficient=coefficient)
+  got, _ = mine.update(grads, mine.init(params), params)
+  want, _ = peer.update(grads, peer.init(params), params)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6,
+                               atol=1e-30)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(0, 2), st.integers(1, 4),
+       st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_any_stack_equals_its_unrolled_twin(size, axis, rows, cols, seed):
+  """Trust ratio and one second moment per layer: a stack of any size,
+  along any axis, gets what the same layers unrolled get."""
+  rng = np.random.default_rng(seed)
+  shape = [rows, cols]
+  shape.insert(axis, size)
+  kernel = rng.standard_normal(shape).astype(np.float32)
+  scales = (10.0 ** rng.uniform(-3, 1, size)).astype(np.float32)
+  scales = scales.reshape([-1 if a == axis else 1 for a in range(3)])
+  bias = rng.standard_normal((size, cols)).astype(np.float32)
+  stacked = {'blocks': {'kernel': jnp.asarray(kernel),
+                        'bias': jnp.asarray(bias)}}
+  grads = {'blocks': {'kernel': jnp.asarray(kernel * scales),
+                      'bias': jnp.asarray(bias * 0.1)}}
+  unroll = lambda t: {f'b{i}': {
+      'kernel': jnp.take(t['blocks']['kernel'], i, axis=axis),
+      'bias': t['blocks']['bias'][i]} for i in range(size)}
+  spec = {'blocks': {'kernel': axis, 'bias': 0}}
+  for make in (layerlr_optax.scale_by_layer_trust_ratio,
+               layerlr_optax.scale_by_layer_adam):
+    tx = make(stacked=spec)
+    got, _ = tx.update(grads, tx.init(stacked), stacked)
+    plain = make()
+    want, _ = plain.update(unroll(grads), plain.init(unroll(stacked)),
+                           unroll(stacked))
+    for a, b in zip(jax.tree.leaves(unroll(got)), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                                 atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=12),
+       st.floats(0.05, 1.0))
+def test_layer_decay_is_decay_to_the_distance_from_the_top(depths, decay):
+  params = {f'layer_{i}': {'w': jnp.ones(2)} for i in range(len(depths))}
+  depth_of = dict(zip(params, depths))
+  tx = layerlr_optax.scale_by_layer_decay(decay, lambda name: depth_of[name],
+                                          record_factors=True)
+  _, state = tx.update(params, tx.init(params))
+  got = layerlr_optax.recorded_factors(state)
+  top = max(depths)
+  for name, d in depth_of.items():
+    np.testing.assert_allclose(float(got[name]), decay ** (top - d),
+                               rtol=1e-5)
