@@ -1,8 +1,8 @@
 """MNIST / the row-by-row transformer with its blocks scan-stacked (issue #32).
 
-The same workload as mnist_transformer (same function, same initial values,
-same data and budget) written as large models are: one ``nn.scan`` over the
-blocks, every block parameter stacked along a leading axis of size 2
+The same workload as mnist_transformer (the same function of the same
+parameters, initialised from the same distributions; same data and budget)
+written as large models are: one ``nn.scan`` over the blocks, every block parameter stacked along a leading axis of size 2
 (``blocks/...``). optax's per-array rules (``lamb``'s trust ratio, Adam's
 moments) then see one array per stack; the package's rules (``config.stacked``)
 one layer per slice. The sweep judges each per-layer rule against its

@@ -220,8 +220,9 @@ class RowTransformer(nn.Module):
 
   With ``scan=True`` the blocks are one ``nn.scan`` over a stacked block
   (parameters under ``blocks/``, each with a leading axis of size `depth`),
-  as large models are written: the same function and initial values as the
-  unrolled model (``block{i}_*``), one module per stacked group.
+  as large models are written: from the same parameters (the unrolled
+  ``block{i}_*`` stacked) it computes the same function; its own
+  initialisation draws other values from the same distributions.
   """
   num_classes: int = 10
   depth: int = 2

@@ -65,3 +65,31 @@ def test_row_transformer_has_normalisation_layers_as_modules():
   assert set(params['block0_ln1']) == {'scale', 'bias'}
   logits = model.apply({'params': params}, jnp.zeros((2, 28, 28, 1)))
   assert logits.shape == (2, 10)
+
+
+def test_scanned_row_transformer_is_the_unrolled_function():
+  """row_transformer_scan computes what row_transformer computes from the
+  same parameters (the blocks stacked under blocks/), so the sweeps on the
+  two compare optimizers on one function; its layers are one per slice
+  with config.stacked."""
+  import layerlr_optax
+  x = jax.random.uniform(jax.random.key(3), (4, 28, 28, 1))
+  unrolled_model = models.MODELS['row_transformer'](10)
+  scanned_model = models.MODELS['row_transformer_scan'](10)
+  unrolled = unrolled_model.init(jax.random.key(0), x)['params']
+  scanned = scanned_model.init(jax.random.key(0), x)['params']
+  names = ('ln1', 'attention', 'ln2', 'mlp_in', 'mlp_out')
+  stacked = dict(scanned)
+  stacked['blocks'] = {name: jax.tree.map(
+      lambda *a: jnp.stack(a), *[unrolled[f'block{i}_{name}']
+                                 for i in range(2)]) for name in names}
+  for key in ('embed', 'position', 'final_ln', 'head'):
+    stacked[key] = unrolled[key]
+  assert (jax.tree.structure(stacked) == jax.tree.structure(scanned))
+  np.testing.assert_allclose(
+      scanned_model.apply({'params': stacked}, x),
+      unrolled_model.apply({'params': unrolled}, x), rtol=2e-5, atol=2e-6)
+  assert models.param_count(scanned) == models.param_count(unrolled)
+  part = layerlr_optax.layer_partition(
+      scanned, stacked=layerlr_optax.stacked_paths('^blocks/'))
+  assert 'blocks/mlp_in[1]' in part and 'blocks/mlp_in' not in part
