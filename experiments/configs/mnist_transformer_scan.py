@@ -21,5 +21,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'row_transformer_scan'
   config.stacked = '^blocks/'
   config.methods = 'lamb,layer_lamb'
-  config.sweep.methods = 'lamb,layer_lamb,adam,adalayer,adam+llrd,adam+layer'
+  config.sweep.methods = 'lamb,layer_lamb,adam,adalayer,adam+llrd'
   return config
