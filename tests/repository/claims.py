@@ -96,6 +96,18 @@ def frozen_family_summary() -> str:
           f'{family["smallest_p_holm"]:.3f})')
 
 
+RULES_FAMILY = 'does the per-layer rule beat its per-array peer'
+
+
+def rules_family_summary() -> str:
+  family = _load(VERDICT)['families'][RULES_FAMILY]
+  significant = family['significant']
+  count = 'none is' if significant == 0 else f'{significant} are'
+  return (f'after Holm\'s correction for the {family["tested"]} comparisons '
+          f'of this family {count} significant (smallest adjusted p = '
+          f'{family["smallest_p_holm"]:.3f})')
+
+
 def seeds_summary() -> str:
   payloads = {name: _load(f'experiments/results/{name}/sweep.json')
               for name in _load(VERDICT)['sweeps']}
@@ -412,6 +424,13 @@ CLAIMS: list[Claim] = [
     Claim('docs/results/scale_and_faults.md',
           'experiments/results/distributed/distributed_check.json',
           'lenet 1x1 max_rel_diff', distributed_1x1),
+    *[Claim('docs/guides/per_layer_rules.md', VERDICT,
+            'confirmation-seed means, Welch p, Holm p within the per-layer '
+            'rules family', comparison(LENET, *pair))
+      for pair in (('layer_lars', 'lars'), ('layer_lamb', 'lamb'),
+                   ('adalayer', 'adam'), ('adam+llrd', 'adam'))],
+    Claim('docs/guides/per_layer_rules.md', VERDICT,
+          'Holm over the per-layer rules family', rules_family_summary),
     Claim('docs/notebooks.md', 'notebooks/vanishing_gradients.ipynb',
           'the tanh table\'s lr 0.01 row, printed by the notebook',
           notebook_tanh),
@@ -423,6 +442,8 @@ COVERED = [
     (README, '## Does it help?', '![tuning curves'),
     ('docs/results/cost.md', '## The answer', '![update and compile'),
     ('docs/results/index.md', '**In short:**', '![test error'),
+    ('docs/guides/per_layer_rules.md', '## Does it help?',
+     '## A scanned model'),
     ('docs/results/paper_reproduction.md', '## The answer',
      "## MNIST: the paper's Table I"),
     ('docs/index.md', '**Should you use it?**', '**What does it cost?**'),
