@@ -116,8 +116,9 @@ def _peer_ratio(payloads: list[dict], tree: str, name: str, field: str):
 
 def family_table(payload: dict) -> str | None:
   """The per-layer rules against their optax peers (common.PEERS): update
-  and compile time of each over its peer's, per tree, the median over the
-  fresh processes with (min-max) beside it; None without such pairs."""
+  time, then compile time, of each over its peer's, per tree, the median
+  over the fresh processes with (min-max) beside it; None without such
+  pairs."""
   payloads = payload.get('each') or [payload]
   cases = payload['cases']
   names = [n for n in dict.fromkeys(c['optimizer'] for c in cases)
@@ -126,26 +127,27 @@ def family_table(payload: dict) -> str | None:
   if not names:
     return None
 
-  def cell(tree, name):
-    parts = []
-    for field in ('median_s', 'compile_s'):
-      ratios = sorted(_peer_ratio(payloads, tree, name, field))
-      if not ratios:
-        return ''
-      text = f'{statistics.median(ratios):.2f}'
-      if len(ratios) > 1:
-        text += f' ({ratios[0]:.2f}-{ratios[-1]:.2f})'
-      parts.append(text)
-    return f'{parts[0]} / {parts[1]}'
+  def cell(tree, name, field):
+    ratios = sorted(_peer_ratio(payloads, tree, name, field))
+    if not ratios:
+      return ''
+    text = f'{statistics.median(ratios):.2f}'
+    if len(ratios) > 1:
+      text += f' ({ratios[0]:.2f}-{ratios[-1]:.2f})'
+    return text
 
-  return '\n\n'.join([
-      '**Per-layer rules against their optax peers**: update time / compile '
-      'time, each over its peer\'s in the same process (below 1: faster than '
-      'the peer)',
-      common.markdown_table(
-          ['rule', 'peer'] + trees,
-          [[n, common.PEERS[n]] + [cell(t, n) for t in trees]
-           for n in names])])
+  blocks = []
+  for field, what in (('median_s', 'update time'),
+                      ('compile_s', 'compile time')):
+    blocks += [
+        f'**Per-layer rules against their optax peers: {what}**, each '
+        'over its peer\'s measured in the same process (below 1: faster '
+        'than the peer)',
+        common.markdown_table(
+            ['rule', 'peer'] + trees,
+            [[n, common.PEERS[n]] + [cell(t, n, field) for t in trees]
+             for n in names])]
+  return '\n\n'.join(blocks)
 
 
 def overhead_tables(payload: dict) -> str:

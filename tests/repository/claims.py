@@ -231,6 +231,32 @@ def cost_answer() -> str:
           f'{min(compile_):.2f} to {max(compile_):.2f}x.')
 
 
+def family_cost() -> str:
+  """Each per-layer rule over its optax peer (benchmarks.common.PEERS),
+  per tree, as the cost page's table shows it (the median over the fresh
+  processes of each process's ratio): the ranges of update-time and
+  compile-time ratios, and in how many (rule, tree) cases the rule updates
+  faster."""
+  import statistics
+  from benchmarks import common
+  payload = _load('benchmarks/results/family_cpu.json')
+  each = payload['each']
+  cases = {(c['tree'], c['optimizer']) for c in payload['cases']
+           if c['optimizer'] in common.PEERS}
+  ratio = lambda tree, name, field: statistics.median(
+      [next(c for c in p['cases'] if (c['tree'], c['optimizer']) == (
+          tree, name))[field] / next(
+              c for c in p['cases'] if (c['tree'], c['optimizer']) == (
+                  tree, common.PEERS[name]))[field] for p in each])
+  updates = [ratio(t, n, 'median_s') for t, n in cases]
+  compiles = [ratio(t, n, 'compile_s') for t, n in cases]
+  faster = sum(r < 1 for r in updates)
+  return (f'the rule updates faster than its peer in {faster} of the '
+          f'{len(updates)} cases (update time {min(updates):.2f} to '
+          f'{max(updates):.2f}x the peer\'s; compile time '
+          f'{min(compiles):.2f} to {max(compiles):.2f}x)')
+
+
 def table1_cells() -> str:
   """mnist_lenet (Table I protocol): in how many (pair, evaluation) cells
   the +layer variant's mean test error is the lower."""
@@ -407,6 +433,9 @@ CLAIMS: list[Claim] = [
     Claim('docs/results/cost.md', 'benchmarks/results/anchor_cpu.json',
           'ranges over the trees of the median ratios; train_step_cpu.json '
           'for the whole step', cost_answer),
+    Claim('docs/results/cost.md', 'benchmarks/results/family_cpu.json',
+          'per (rule, tree): median time over the peer\'s median; count '
+          'below 1 and ranges', family_cost),
     Claim('docs/results/paper_reproduction.md',
           'experiments/results/mnist_lenet/results.json',
           'cells where mean(+layer) < mean(plain)', table1_cells),
@@ -441,6 +470,8 @@ CLAIMS: list[Claim] = [
 COVERED = [
     (README, '## Does it help?', '![tuning curves'),
     ('docs/results/cost.md', '## The answer', '![update and compile'),
+    ('docs/results/cost.md', '## The per-layer family against its peers',
+     '```{include} ../../benchmarks/results/family_cpu.md'),
     ('docs/results/index.md', '**In short:**', '![test error'),
     ('docs/guides/per_layer_rules.md', '## Does it help?',
      '## A scanned model'),
