@@ -257,6 +257,19 @@ def family_cost() -> str:
           f'{min(compiles):.2f} to {max(compiles):.2f}x)')
 
 
+def main_job_time() -> str:
+  """The main job's time, measured quiet with 2 seeds (the committed
+  experiments/results/mnist_lenet_quick), and the full job's run count."""
+  quick = _load('experiments/results/mnist_lenet_quick/results.json')
+  full = _load('experiments/results/mnist_lenet/results.json')
+  runs, minutes = len(quick['runs']), quick['session_wall_seconds'] / 60
+  seeds = quick['config']['num_seeds']
+  return (f'With `--config.num_seeds={seeds}` ({runs} runs, a first answer) '
+          f'it took {minutes:.0f} minutes on a quiet 2-core CPU; the full '
+          f'job trains {len(full["runs"])} runs, '
+          f'{len(full["runs"]) / runs:.0f}x as many')
+
+
 def table1_cells() -> str:
   """mnist_lenet (Table I protocol): in how many (pair, evaluation) cells
   the +layer variant's mean test error is the lower."""
@@ -460,6 +473,9 @@ CLAIMS: list[Claim] = [
                    ('adalayer', 'adam'), ('adam+llrd', 'adam'))],
     Claim('docs/guides/per_layer_rules.md', VERDICT,
           'Holm over the per-layer rules family', rules_family_summary),
+    Claim(README, 'experiments/results/mnist_lenet_quick/results.json',
+          'session_wall_seconds of the 2-seed run; runs of the full one',
+          main_job_time),
     Claim('docs/notebooks.md', 'notebooks/vanishing_gradients.ipynb',
           'the tanh table\'s lr 0.01 row, printed by the notebook',
           notebook_tanh),
@@ -469,6 +485,7 @@ CLAIMS: list[Claim] = [
 # end marker).
 COVERED = [
     (README, '## Does it help?', '![tuning curves'),
+    (README, 'Offline, add', 'While it runs'),
     ('docs/results/cost.md', '## The answer', '![update and compile'),
     ('docs/results/cost.md', '## The per-layer family against its peers',
      '```{include} ../../benchmarks/results/family_cpu.md'),
