@@ -208,7 +208,6 @@ def _depths_from_patterns(part: layers_lib.Partition,
   """
   owner: list[int] = []
   unmatched = []
-  offsets: list[list[int]] = []
   numbers: list[Optional[int]] = []
   for g, name in enumerate(part.layer_names):
     found = next((j for j, p in enumerate(patterns) if p.search(name)), None)
@@ -247,11 +246,12 @@ def _depths_from_patterns(part: layers_lib.Partition,
   base = 0
   for j in range(len(patterns)):
     members = [g for g in range(part.num_layers) if owner[g] == j]
-    ranks = {n: r for r, n in enumerate(sorted(
-        {numbers[g] for g in members if numbers[g] is not None}))}
+    present = {n for n in (numbers[g] for g in members) if n is not None}
+    ranks = {n: r for r, n in enumerate(sorted(present))}
     top = 0
     for g in members:
-      first = ranks.get(numbers[g], 0)
+      number = numbers[g]
+      first = 0 if number is None else ranks[number]
       size = part.layer_stack_size[g]
       offsets = [first] if size is None else [first + i for i in range(size)]
       depths[g] = [base + o for o in offsets]
@@ -353,16 +353,16 @@ def scale_by_layer_decay(
     validation.check_scalar('decay', decay)
     if float(np.asarray(decay)) <= 0:
       raise ValueError(f'layerlr_optax: decay must be > 0, got {decay!r}.')
-  depth = _validate_depth(depth)
+  depth_rule: Any = _validate_depth(depth)
   _check_record(record_factors)
   options = reduction.PartitionOptions(layers, None, exclude, stacked)
 
   def multipliers(view: reduction.LayerView) -> list[jax.Array]:
     part = view.partition
-    if callable(depth):
-      depths = _depths_from_callable(part, depth)
+    if callable(depth_rule):
+      depths = _depths_from_callable(part, depth_rule)
     else:
-      depths = _depths_from_patterns(part, depth)
+      depths = _depths_from_patterns(part, depth_rule)
     top = max(d for row in depths for d in row)
     base = jnp.asarray(decay, view.dtype)
     out = []
@@ -399,7 +399,7 @@ class ScaleByLayerAdamState(NamedTuple):
     nu_excluded: the per-parameter second moment of excluded leaves (which
       are updated as by Adam); `optax.MaskedNode` elsewhere.
   """
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # a field, as in optax's states
   mu: optax.Updates
   nu: dict[str, jax.Array]
   nu_excluded: optax.Updates
