@@ -44,10 +44,6 @@ def main(argv: list[str] | None = None) -> int:
   if problem:
     print(f'error: {problem}', file=sys.stderr)
     return 2
-  if args.only is None and parallel.is_writer():
-    print(f'While it runs, python -m experiments.report {args.workdir} '
-          'writes the table and plots of the runs finished so far.',
-          file=sys.stderr)
   with cli.sigterm_as_interrupt(config):
     if args.only is not None:
       trained = cli.user_errors_as_messages(

@@ -517,6 +517,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # wrong data_dir leaves nothing behind.
   pipeline = data_lib.make_pipeline(config)
   store = workdir_lib.RunStore(workdir, config, overwrite=overwrite)
+  if parallel.is_writer():  # the workdir is claimed: training starts
+    print(f'While it runs, python -m experiments.report {workdir} writes '
+          'the table and plots of the runs finished so far.',
+          file=sys.stderr)
   try:
     return _train_and_write(config, workdir, methods, pipeline, store)
   finally:
