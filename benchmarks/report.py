@@ -102,7 +102,7 @@ def _repetitions(payload: dict) -> str:
           '(min-max) beside it.' if n else '')
 
 
-def _peer_ratio(payloads: list[dict], tree: str, name: str, field: str):
+def peer_ratios(payloads: list[dict], tree: str, name: str, field: str):
   """Each repetition's ratio of `name` to its peer (common.PEERS) on `tree`
   for `field` ('median_s' or 'compile_s'), measured in the same process."""
   ratios = []
@@ -128,7 +128,7 @@ def family_table(payload: dict) -> str | None:
     return None
 
   def cell(tree, name, field):
-    ratios = sorted(_peer_ratio(payloads, tree, name, field))
+    ratios = sorted(peer_ratios(payloads, tree, name, field))
     if not ratios:
       return ''
     text = f'{statistics.median(ratios):.2f}'

@@ -143,6 +143,7 @@ class LayerView:
     self.treedef: Any = treedef
     self.partition = options.partition(tree)
     self.axis_name = options.axis_name
+    self.what = what
     _check_leaves(leaves, self.partition, what)
     self.dtype = _accumulation_dtype(leaves, self.partition)
 
@@ -161,8 +162,9 @@ class LayerView:
     except (ValueError, TypeError) as e:
       raise ValueError(
           f'layerlr_optax: the {what} have the structure '
-          f'{jax.tree.structure(tree)}, which differs from the updates\' '
-          f'{self.treedef}; they must match leaf for leaf.') from e
+          f'{jax.tree.structure(tree)}, which differs from the '
+          f'{self.what}s\' {self.treedef}; they must match leaf for '
+          'leaf.') from e
 
   def sq_norms(self, tree: Optional[PyTree] = None,
                what: str = 'update') -> list[Any]:

@@ -25,10 +25,6 @@ from layerlr_optax._src import validation
 PyTree = Any
 
 
-def _check_record(record_factors: Any) -> None:
-  validation.check_flag('record_factors', record_factors)
-
-
 def _recorded_init(options: reduction.PartitionOptions, record: bool,
                    value: float = 1.0) -> Callable[[PyTree], Any]:
   def init_fn(params):
@@ -141,7 +137,7 @@ def scale_by_layer_trust_ratio(
                       ('trust_coefficient', trust_coefficient),
                       ('eps', eps)):
     validation.check_scalar(name, value)
-  _check_record(record_factors)
+  validation.check_flag('record_factors', record_factors)
   options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -210,17 +206,17 @@ def _depths_from_patterns(part: layers_lib.Partition,
   unmatched = []
   numbers: list[Optional[int]] = []
   for g, name in enumerate(part.layer_names):
-    found = next((j for j, p in enumerate(patterns) if p.search(name)), None)
-    if found is None:
+    found, match = next(((j, m) for j, m in enumerate(
+        p.search(name) for p in patterns) if m is not None), (None, None))
+    if found is None or match is None:
       unmatched.append(name)
       owner.append(-1)
       numbers.append(None)
       continue
     owner.append(found)
-    match = patterns[found].search(name)
     number = None
     if patterns[found].groups:
-      text = match.group(1) if match is not None else None
+      text = match.group(1)
       if text is None or not text.isdigit():
         raise ValueError(
             f'layerlr_optax: depth pattern {patterns[found].pattern!r} has a '
@@ -354,7 +350,7 @@ def scale_by_layer_decay(
     if float(np.asarray(decay)) <= 0:
       raise ValueError(f'layerlr_optax: decay must be > 0, got {decay!r}.')
   depth_rule: Any = _validate_depth(depth)
-  _check_record(record_factors)
+  validation.check_flag('record_factors', record_factors)
   options = reduction.PartitionOptions(layers, None, exclude, stacked)
 
   def multipliers(view: reduction.LayerView) -> list[jax.Array]:
@@ -488,7 +484,7 @@ def scale_by_layer_adam(
   for name, value in (('b1', b1), ('b2', b2), ('eps', eps),
                       ('eps_root', eps_root)):
     validation.check_scalar(name, value)
-  _check_record(record_factors)
+  validation.check_flag('record_factors', record_factors)
   options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)
   if mu_dtype is not None:
     mu_dtype = jnp.dtype(mu_dtype)

@@ -158,14 +158,10 @@ class _Factors:
     return LayerFactorsState(self.view.per_layer(self.factors))
 
   def apply(self, updates: PyTree) -> PyTree:
-    try:
-      self.view.treedef.flatten_up_to(updates)
-    except (ValueError, TypeError) as e:
-      raise ValueError(
-          'layerlr_optax: the wrapped optimizer returned updates whose '
-          f'structure {jax.tree.structure(updates)} differs from the '
-          f'gradients it was given, {self.view.treedef}.') from e
-    return self.view.scale(updates, self.factors)
+    # The structure check (with its message) happens in the one flatten.
+    return self.view.scale(
+        updates, self.factors,
+        what='updates the wrapped optimizer returned')
 
 
 def scale_by_layer_gradient(

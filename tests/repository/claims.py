@@ -239,15 +239,12 @@ def family_cost() -> str:
   faster."""
   import statistics
   from benchmarks import common
+  from benchmarks import report
   payload = _load('benchmarks/results/family_cpu.json')
-  each = payload['each']
   cases = {(c['tree'], c['optimizer']) for c in payload['cases']
            if c['optimizer'] in common.PEERS}
   ratio = lambda tree, name, field: statistics.median(
-      [next(c for c in p['cases'] if (c['tree'], c['optimizer']) == (
-          tree, name))[field] / next(
-              c for c in p['cases'] if (c['tree'], c['optimizer']) == (
-                  tree, common.PEERS[name]))[field] for p in each])
+      report.peer_ratios(payload['each'], tree, name, field))
   updates = [ratio(t, n, 'median_s') for t, n in cases]
   compiles = [ratio(t, n, 'compile_s') for t, n in cases]
   faster = sum(r < 1 for r in updates)
