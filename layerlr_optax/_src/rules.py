@@ -359,7 +359,8 @@ def scale_by_layer_decay(
       depths = _depths_from_callable(part, depth_rule)
     else:
       depths = _depths_from_patterns(part, depth_rule)
-    top = max(d for row in depths for d in row)
+    # No layers (an empty tree, every leaf excluded): nothing to scale.
+    top = max((d for row in depths for d in row), default=0)
     base = jnp.asarray(decay, view.dtype)
     out = []
     for g, row in enumerate(depths):
@@ -481,8 +482,10 @@ def scale_by_layer_adam(
     >>> print(f"{float(updates['dense']['bias'][0]):.4f}")  # 0.5 / sqrt(2.75)
     0.3015
   """
-  for name, value in (('b1', b1), ('b2', b2), ('eps', eps),
-                      ('eps_root', eps_root)):
+  # b1 or b2 of 1 would divide by a zero bias correction.
+  validation.check_scalar('b1', b1, below=1.0)
+  validation.check_scalar('b2', b2, below=1.0)
+  for name, value in (('eps', eps), ('eps_root', eps_root)):
     validation.check_scalar(name, value)
   validation.check_flag('record_factors', record_factors)
   options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)

@@ -36,11 +36,12 @@ def _real_scalar(value: Any) -> Optional[float]:
 
 
 def check_scalar(name: str, value: Any, *, minimum: float = 0.0,
+                 below: Optional[float] = None,
                  allow_none: bool = False,
                  allow_schedule: bool = False) -> None:
   """Rejects a concrete hyperparameter that is not a finite real scalar
-  >= `minimum` (bools, strings, complex numbers, arrays of more than one
-  value, NaN, negative values, ...)."""
+  >= `minimum` (and < `below` where given): bools, strings, complex
+  numbers, arrays of more than one value, NaN, negative values, ..."""
   if value is None and allow_none:
     return
   if is_traced(value) or (allow_schedule and callable(value)):
@@ -57,6 +58,10 @@ def check_scalar(name: str, value: Any, *, minimum: float = 0.0,
   if not math.isfinite(number) or number < minimum:
     raise ValueError(f'layerlr_optax: {name} must be a finite number >= '
                      f'{minimum:g}, got {value!r}.')
+  if below is not None and number >= below:
+    raise ValueError(f'layerlr_optax: {name} must be below {below:g} (a '
+                     f'decay rate in [{minimum:g}, {below:g})), got '
+                     f'{value!r}.')
 
 
 def check_flag(name: str, value: Any) -> None:

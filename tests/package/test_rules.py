@@ -565,6 +565,11 @@ class FamilyCompositionTest(chex.TestCase):
 @pytest.mark.parametrize('make', [
     lambda: layerlr_optax.scale_by_layer_trust_ratio(record_factors=1),
     lambda: layerlr_optax.scale_by_layer_adam(b1=-0.1),
+    # A decay rate of 1 divides by a zero bias correction: NaN, silently.
+    lambda: layerlr_optax.scale_by_layer_adam(b2=1.0),
+    lambda: layerlr_optax.adalayer(0.1, b1=1.5),
+    lambda: layerlr_optax.lamb(0.1, b2=1.0),
+    lambda: layerlr_optax.lamb(0.1, eps=-1e-6),
     lambda: layerlr_optax.lars(0.1, momentum='high'),
     lambda: layerlr_optax.scale_by_layer_decay(0.5, [3]),
     lambda: layerlr_optax.adalayer(0.1, layers='block'),
@@ -572,3 +577,12 @@ class FamilyCompositionTest(chex.TestCase):
 def test_bad_input_is_refused_at_construction(make):
   with pytest.raises((TypeError, ValueError), match='layerlr_optax'):
     make()
+
+
+@pytest.mark.parametrize('name', sorted(FAMILY))
+def test_empty_tree_is_a_no_op(name):
+  # A model part with no trainable leaves (optax.partition, a frozen
+  # module) reaches every member as an empty tree.
+  tx = FAMILY[name]()
+  updates, _ = tx.update({}, tx.init({}), {})
+  assert updates == {}
