@@ -572,7 +572,9 @@ class BadInputTest(chex.TestCase):
 
     opt = layerlr_optax.layerwise(optax.GradientTransformation(
         lambda p: optax.EmptyState(), bad_update))
-    with self.assertRaisesRegex(ValueError, 'returned updates whose structure'):
+    with self.assertRaisesRegex(
+        ValueError, 'updates the wrapped optimizer returned have the '
+        'structure'):
       opt.update({'a': jnp.ones(2)}, optax.EmptyState())
 
 
