@@ -22,7 +22,8 @@ from experiments.lib import stats
 
 # The tuned comparisons the verdict rests on (experiments/results/<name>).
 SWEEPS = ('mnist_lenet_sweep', 'mnist_deep_mlp_sweep',
-          'mnist_transformer_sweep', 'cifar10_full_short_sweep')
+          'mnist_transformer_sweep', 'cifar10_full_short_sweep',
+          'mnist_transformer_scan_sweep')
 ALPHA = 0.05
 
 

@@ -108,6 +108,15 @@ def rules_family_summary() -> str:
           f'{family["smallest_p_holm"]:.3f})')
 
 
+def rules_seeds() -> str:
+  """How many confirmation seeds each comparison of the per-layer rules
+  family rests on (the same on both sides and in every row)."""
+  rows = [r for r in _load(VERDICT)['rows'] if r['family'] == RULES_FAMILY]
+  counts = {n for r in rows for n in (r['n_variant'], r['n_vs'])}
+  assert len(counts) == 1, counts
+  return f'{counts.pop()} confirmation seeds a side in every row'
+
+
 def seeds_summary() -> str:
   payloads = {name: _load(f'experiments/results/{name}/sweep.json')
               for name in _load(VERDICT)['sweeps']}
@@ -378,6 +387,7 @@ README = 'README.md'
 LENET, MLP, TRANSFORMER, CIFAR = (
     'mnist_lenet_sweep', 'mnist_deep_mlp_sweep', 'mnist_transformer_sweep',
     'cifar10_full_short_sweep')
+TRANSFORMER_SCAN = 'mnist_transformer_scan_sweep'
 
 CLAIMS: list[Claim] = [
     Claim(README, VERDICT, 'sweeps\' grid and best seeds', seeds_summary),
@@ -468,6 +478,15 @@ CLAIMS: list[Claim] = [
             'rules family', comparison(LENET, *pair))
       for pair in (('layer_lars', 'lars'), ('layer_lamb', 'lamb'),
                    ('adalayer', 'adam'), ('adam+llrd', 'adam'))],
+    *[Claim('docs/guides/per_layer_rules.md', VERDICT,
+            'the scan-stacked transformer: confirmation-seed means, Welch '
+            'p, Holm p within the per-layer rules family',
+            comparison(TRANSFORMER_SCAN, *pair))
+      for pair in (('layer_lamb', 'lamb'), ('adalayer', 'adam'),
+                   ('adam+llrd', 'adam'))],
+    Claim('docs/guides/per_layer_rules.md', VERDICT,
+          'n_variant and n_vs of every row of the per-layer rules family',
+          rules_seeds),
     Claim('docs/guides/per_layer_rules.md', VERDICT,
           'Holm over the per-layer rules family', rules_family_summary),
     Claim(README, 'experiments/results/mnist_lenet_quick/results.json',
