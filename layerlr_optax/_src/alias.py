@@ -328,10 +328,7 @@ def lamb(
   validation.check_scalar('learning_rate', learning_rate,
                           allow_schedule=True)
   validation.check_scalar('weight_decay', weight_decay, allow_schedule=True)
-  validation.check_scalar('b1', b1, below=1.0)
-  validation.check_scalar('b2', b2, below=1.0)
-  for name, value in (('eps', eps), ('eps_root', eps_root)):
-    validation.check_scalar(name, value)
+  validation.check_adam(b1, b2, eps, eps_root)
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
       optax.add_decayed_weights(weight_decay, mask=mask),

@@ -482,11 +482,7 @@ def scale_by_layer_adam(
     >>> print(f"{float(updates['dense']['bias'][0]):.4f}")  # 0.5 / sqrt(2.75)
     0.3015
   """
-  # b1 or b2 of 1 would divide by a zero bias correction.
-  validation.check_scalar('b1', b1, below=1.0)
-  validation.check_scalar('b2', b2, below=1.0)
-  for name, value in (('eps', eps), ('eps_root', eps_root)):
-    validation.check_scalar(name, value)
+  validation.check_adam(b1, b2, eps, eps_root)
   validation.check_flag('record_factors', record_factors)
   options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)
   if mu_dtype is not None:

@@ -64,6 +64,15 @@ def check_scalar(name: str, value: Any, *, minimum: float = 0.0,
                      f'{value!r}.')
 
 
+def check_adam(b1: Any, b2: Any, eps: Any, eps_root: Any) -> None:
+  """Adam's hyperparameters: decay rates in [0, 1) (a rate of 1 divides by
+  a zero bias correction), non-negative epsilons."""
+  check_scalar('b1', b1, below=1.0)
+  check_scalar('b2', b2, below=1.0)
+  check_scalar('eps', eps)
+  check_scalar('eps_root', eps_root)
+
+
 def check_flag(name: str, value: Any) -> None:
   if not isinstance(value, (bool, np.bool_)):
     raise TypeError(f'layerlr_optax: {name} must be True or False, got '

@@ -20,6 +20,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from experiments.analysis.sweeps import FROZEN_FAMILY
+from experiments.analysis.sweeps import RULES_FAMILY
+from experiments.analysis.sweeps import VERDICT_FAMILY
 from tests.conftest import ROOT
 
 RESULTS = os.path.join(ROOT, 'experiments', 'results')
@@ -74,38 +77,34 @@ def comparison(sweep: str, variant: str, vs: str) -> Callable[[], str]:
   return write
 
 
-def family_summary() -> str:
-  family = _load(VERDICT)['families']['does the variant beat its reference']
+def _holm_summary(family_name: str, scope: str) -> str:
+  """"after Holm's correction for the N comparisons of SCOPE none is
+  significant (smallest adjusted p = x" for one family of verdict.json;
+  the caller closes the parenthesis."""
+  family = _load(VERDICT)['families'][family_name]
   significant = family['significant']
   count = 'none is' if significant == 0 else f'{significant} are'
   return (f'after Holm\'s correction for the {family["tested"]} comparisons '
-          f'of the four workloads {count} significant (smallest adjusted p '
-          f'= {family["smallest_p_holm"]:.3f}; smallest uncorrected p = '
-          f'{family["smallest_p"]:.3f})')
+          f'of {scope} {count} significant (smallest adjusted p = '
+          f'{family["smallest_p_holm"]:.3f}')
 
 
-FROZEN_FAMILY = 'does adaptivity beat a frozen factor'
+def family_summary() -> str:
+  smallest_p = _load(VERDICT)['families'][VERDICT_FAMILY]['smallest_p']
+  return (_holm_summary(VERDICT_FAMILY, 'the four workloads')
+          + f'; smallest uncorrected p = {smallest_p:.3f})')
 
 
 def frozen_family_summary() -> str:
-  family = _load(VERDICT)['families'][FROZEN_FAMILY]
-  significant = family['significant']
-  count = 'none is' if significant == 0 else f'{significant} are'
-  return (f'after Holm\'s correction for the {family["tested"]} comparisons '
-          f'of this control {count} significant (smallest adjusted p = '
-          f'{family["smallest_p_holm"]:.3f})')
-
-
-RULES_FAMILY = 'does the per-layer rule beat its per-array peer'
+  return _holm_summary(FROZEN_FAMILY, 'this control') + ')'
 
 
 def rules_family_summary() -> str:
-  family = _load(VERDICT)['families'][RULES_FAMILY]
-  significant = family['significant']
-  count = 'none is' if significant == 0 else f'{significant} are'
-  return (f'after Holm\'s correction for the {family["tested"]} comparisons '
-          f'of this family {count} significant (smallest adjusted p = '
-          f'{family["smallest_p_holm"]:.3f})')
+  return _holm_summary(RULES_FAMILY, 'this family') + ')'
+
+
+def _rows_of(family_name: str) -> list[dict]:
+  return [r for r in _load(VERDICT)['rows'] if r['family'] == family_name]
 
 
 def rules_table() -> str:
@@ -116,20 +115,19 @@ def rules_table() -> str:
                'mnist_transformer_scan_sweep': 'transformer, blocks stacked'}
   lines = ['| workload | rule | its optax peer | rule (%) | peer (%) | Δ '
            '(points) | p | Holm p |', '|---|---|---|---|---|---|---|---|']
-  for r in _load(VERDICT)['rows']:
-    if r['family'] == RULES_FAMILY:
-      lines.append(
-          f'| {workloads[r["sweep"]]} | {r["variant"]} | {r["vs"]} | '
-          f'{r["mean_variant"]:.2f} | {r["mean_vs"]:.2f} | '
-          f'{r["delta"]:+.2f} | {r["p"]:.3f} | {r["p_holm"]:.3f} |')
+  for r in _rows_of(RULES_FAMILY):
+    lines.append(
+        f'| {workloads[r["sweep"]]} | {r["variant"]} | {r["vs"]} | '
+        f'{r["mean_variant"]:.2f} | {r["mean_vs"]:.2f} | '
+        f'{r["delta"]:+.2f} | {r["p"]:.3f} | {r["p_holm"]:.3f} |')
   return ' '.join('\n'.join(lines).split())
 
 
 def rules_seeds() -> str:
   """How many confirmation seeds each comparison of the per-layer rules
   family rests on (the same on both sides and in every row)."""
-  rows = [r for r in _load(VERDICT)['rows'] if r['family'] == RULES_FAMILY]
-  counts = {n for r in rows for n in (r['n_variant'], r['n_vs'])}
+  counts = {n for r in _rows_of(RULES_FAMILY)
+            for n in (r['n_variant'], r['n_vs'])}
   assert len(counts) == 1, counts
   return f'{counts.pop()} confirmation seeds a side in every row'
 
