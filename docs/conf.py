@@ -51,6 +51,8 @@ autodoc_type_aliases = {
     'layers_lib.ExcludeSpec': 'layerlr_optax.ExcludeSpec',
     'StackedSpec': 'layerlr_optax.StackedSpec',
     'layers_lib.StackedSpec': 'layerlr_optax.StackedSpec',
+    'AxisNames': 'layerlr_optax.AxisNames',
+    'reduction.AxisNames': 'layerlr_optax.AxisNames',
     'MaxFactor': 'layerlr_optax.MaxFactor',
     'transform.MaxFactor': 'layerlr_optax.MaxFactor',
     'DepthSpec': 'layerlr_optax.DepthSpec',

@@ -18,6 +18,7 @@ from layerlr_optax._src.layers import matching_paths
 from layerlr_optax._src.layers import ndim_at_most
 from layerlr_optax._src.layers import StackedSpec
 from layerlr_optax._src.layers import stacked_paths
+from layerlr_optax._src.reduction import AxisNames
 from layerlr_optax._src.rules import DepthSpec
 from layerlr_optax._src.rules import scale_by_layer_adam
 from layerlr_optax._src.rules import scale_by_layer_decay
@@ -38,6 +39,7 @@ __version__ = '0.1.0'
 __all__ = (
     'adagrad',
     'adalayer',
+    'AxisNames',
     'DepthSpec',
     'ExcludeSpec',
     'LayerFactorsState',

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from layerlr_optax._src import layers as layers_lib
+from layerlr_optax._src import reduction
 from layerlr_optax._src import rules
 from layerlr_optax._src import transform
 from layerlr_optax._src import validation
@@ -20,11 +21,12 @@ def sgd(
     accumulator_dtype: Optional[Any] = None,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: transform.MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.sgd` with the paper's layer-specific learning rate.
 
@@ -60,6 +62,8 @@ def sgd(
       `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers (``nn.scan``), each slice
       with its own factor; see `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -88,8 +92,9 @@ def sgd(
   validation.check_scalar('momentum', momentum, allow_none=True)
   validation.check_flag('nesterov', nesterov)
   _check_accumulator_dtype(accumulator_dtype)
-  options = transform.Options(layers, axis_name, exclude, stacked,
-                              max_factor)
+  options = transform.Options(
+      layers=layers, axis_name=axis_name, exclude=exclude, stacked=stacked,
+      stacked_axis_name=stacked_axis_name, max_factor=max_factor)
   return transform.prescaled(
       optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
       options, record_factors)
@@ -114,11 +119,12 @@ def adagrad(
     eps: float = 1e-7,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: transform.MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.adagrad` with the paper's layer-specific learning rate.
 
@@ -147,6 +153,8 @@ def adagrad(
       `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers (``nn.scan``), each slice
       with its own factor; see `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -173,7 +181,8 @@ def adagrad(
   return transform.layerwise(
       optax.adagrad(learning_rate, initial_accumulator_value, eps),
       layers=layers, axis_name=axis_name, record_factors=record_factors,
-      exclude=exclude, max_factor=max_factor, stacked=stacked)
+      exclude=exclude, max_factor=max_factor, stacked=stacked,
+      stacked_axis_name=stacked_axis_name)
 
 
 def lars(
@@ -187,10 +196,11 @@ def lars(
     nesterov: bool = False,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.lars` with one trust ratio per layer (and per stacked slice).
 
@@ -226,6 +236,8 @@ def lars(
       see `scale_by_layer_trust_ratio`.
     stacked: leaves holding several stacked layers; see
       `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -252,7 +264,7 @@ def lars(
   trust_ratio = rules.scale_by_layer_trust_ratio(
       trust_coefficient=trust_coefficient, eps=eps, layers=layers,
       axis_name=axis_name, record_factors=record_factors, exclude=exclude,
-      stacked=stacked)
+      stacked=stacked, stacked_axis_name=stacked_axis_name)
   if trust_ratio_mask is not True:
     trust_ratio = optax.masked(trust_ratio, trust_ratio_mask)
   return optax.chain(
@@ -273,10 +285,11 @@ def lamb(
     mask: Any = None,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""`optax.lamb` with one trust ratio per layer (and per stacked slice).
 
@@ -307,6 +320,8 @@ def lamb(
     exclude: leaves without a ratio; see `scale_by_layer_trust_ratio`.
     stacked: leaves holding several stacked layers; see
       `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -334,7 +349,8 @@ def lamb(
       optax.add_decayed_weights(weight_decay, mask=mask),
       rules.scale_by_layer_trust_ratio(
           layers=layers, axis_name=axis_name, record_factors=record_factors,
-          exclude=exclude, stacked=stacked),
+          exclude=exclude, stacked=stacked,
+          stacked_axis_name=stacked_axis_name),
       optax.scale_by_learning_rate(learning_rate),
   )
 
@@ -348,10 +364,11 @@ def adalayer(
     mu_dtype: Optional[Any] = None,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adalayer: Adam with one second moment per layer (and stacked slice).
 
@@ -374,6 +391,8 @@ def adalayer(
       last layer and normalisation scales adaptive per entry).
     stacked: leaves holding several stacked layers, one second moment per
       slice; see `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     The optimizer, a `optax.GradientTransformationExtraArgs`.
@@ -400,6 +419,7 @@ def adalayer(
       rules.scale_by_layer_adam(
           b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
           layers=layers, axis_name=axis_name, record_factors=record_factors,
-          exclude=exclude, stacked=stacked),
+          exclude=exclude, stacked=stacked,
+          stacked_axis_name=stacked_axis_name),
       optax.scale_by_learning_rate(learning_rate),
   )

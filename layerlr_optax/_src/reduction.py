@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Hashable
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,21 +24,81 @@ from layerlr_optax._src import layers as layers_lib
 PyTree = Any
 
 
+AxisNames = Union[None, Hashable, tuple[Hashable, ...]]
+"""Mapped axes inside ``shard_map``/``pmap``: a mesh axis name (a str), a
+tuple of them, or None (``()`` for none, where None means "not given")."""
+
+
+def _axis_tuple(axes: AxisNames) -> tuple[Hashable, ...]:
+  if axes is None:
+    return ()
+  return tuple(axes) if isinstance(axes, tuple) else (axes,)
+
+
+def _check_axis_names(name: str, axes: AxisNames) -> None:
+  if axes is None:
+    return
+  names = axes if isinstance(axes, tuple) else (axes,)
+  if not all(isinstance(a, Hashable) and not isinstance(a, tuple)
+             for a in names):
+    raise TypeError(f'layerlr_optax: {name} must be a mesh axis name (str), '
+                    f'a tuple of them, or None, got {axes!r}.')
+
+
+def _mapped_size(axes: tuple[Hashable, ...]) -> Optional[int]:
+  """The number of devices along `axes` where they are bound (inside
+  ``shard_map``/``pmap`` over them), None where they are not."""
+  try:
+    # psum of a Python constant is evaluated at trace time: a static int.
+    return int(jax.lax.psum(1, axes))
+  except NameError:  # "unbound axis name": not mapped over them here
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class PartitionOptions:
   """What a layer is (`layers`, `exclude`, `stacked`) and, inside
-  ``shard_map``/``pmap``, the mapped axis its sums run over."""
+  ``shard_map``/``pmap``, the mapped axes its sums run over (`axis_name`)
+  and the mapped axes that split the stacked axis (`stacked_axis_name`)."""
   layers: layers_lib.LayersSpec = 'module'
-  axis_name: Optional[str] = None
+  axis_name: AxisNames = None
   exclude: layers_lib.ExcludeSpec = None
   stacked: layers_lib.StackedSpec = None
+  stacked_axis_name: AxisNames = None
 
   def __post_init__(self):
     layers_lib.validate_specs(self.layers, self.exclude, self.stacked)
-    if self.axis_name is not None and not isinstance(self.axis_name,
-                                                     Hashable):
-      raise TypeError('layerlr_optax: axis_name must be a mesh axis name '
-                      f'(str) or None, got {self.axis_name!r}.')
+    _check_axis_names('axis_name', self.axis_name)
+    _check_axis_names('stacked_axis_name', self.stacked_axis_name)
+    if self.stacked_axis_name is not None and self.stacked is None:
+      raise ValueError(
+          'layerlr_optax: stacked_axis_name='
+          f'{self.stacked_axis_name!r} says how stacked layers are split '
+          'across devices, but nothing is stacked (stacked=None). Pass '
+          'stacked= as well (e.g. stacked=layerlr_optax.stacked_paths('
+          "'^blocks/')), or leave stacked_axis_name out.")
+    if (self.axis_name is not None and self.stacked is not None
+        and self.stacked_axis_name is None):
+      # Inside shard_map a leaf split along its stacked axis and one split
+      # along another axis have the same local shape and the same type:
+      # nothing at trace or run time tells them apart, so the user says.
+      raise ValueError(
+          f'layerlr_optax: with axis_name={self.axis_name!r} and stacked '
+          'layers, say how the stacked axis is laid out across devices '
+          '(inside shard_map it cannot be seen): stacked_axis_name=() if '
+          'every device holds a shard of every slice (the stacked axis is '
+          f'not split), or stacked_axis_name={self.axis_name!r} (a mesh '
+          'axis, or a tuple of them) if the devices split the stacked axis '
+          'itself, each holding whole slices. Under plain jit with sharded '
+          'arrays pass neither: norms are global there.')
+
+  @property
+  def sum_axes(self) -> tuple[Hashable, ...]:
+    return _axis_tuple(self.axis_name)
+
+  @property
+  def stack_axes(self) -> tuple[Hashable, ...]:
+    return _axis_tuple(self.stacked_axis_name)
 
   def partition(self, tree: PyTree) -> layers_lib.Partition:
     return layers_lib.partition(tree, layers=self.layers,
@@ -136,16 +196,41 @@ class LayerView:
   """
 
   def __init__(self, tree: PyTree, options: PartitionOptions,
-               what: str = 'update'):
+               what: str = 'update', at_init: bool = False):
     leaves, treedef = jax.tree.flatten(tree)
     self.leaves = leaves
     # Typed Any: jaxlib's PyTreeDef stub lacks flatten_up_to/unflatten.
     self.treedef: Any = treedef
-    self.partition = options.partition(tree)
-    self.axis_name = options.axis_name
+    self.sum_axes = options.sum_axes
     self.what = what
-    _check_leaves(leaves, self.partition, what)
-    self.dtype = _accumulation_dtype(leaves, self.partition)
+    partition = options.partition(tree)
+    _check_leaves(leaves, partition, what)
+    self.dtype = _accumulation_dtype(leaves, partition)
+    # With the stacked axis split over `stack_axes`, this device holds block
+    # `slice_block` of each stacked group's slices: per-slice values are
+    # kept for all slices (the whole stack's names, identical on every
+    # device) and each leaf takes its block of them.
+    self.slice_block: Optional[jax.Array] = None
+    self.stack_axes = options.stack_axes
+    if self.stack_axes and any(
+        size is not None for size in partition.layer_stack_size):
+      devices = _mapped_size(self.stack_axes)
+      if devices is None and not at_init:
+        raise ValueError(
+            'layerlr_optax: stacked_axis_name='
+            f'{options.stacked_axis_name!r} names mapped axes that split '
+            'the stacked layers, but this update does not run inside '
+            'shard_map/pmap over them (or a name is misspelt). Pass '
+            'stacked_axis_name only to optimizers that run inside shard_map '
+            'over that axis; under plain jit the arrays are whole and it is '
+            'not needed.')
+      if devices is not None:
+        self.slice_block = jax.lax.axis_index(self.stack_axes)
+        partition = dataclasses.replace(partition, layer_stack_size=tuple(
+            None if size is None else size * devices
+            for size in partition.layer_stack_size))
+      # else: `init` outside shard_map, on the whole stack.
+    self.partition = partition
 
   @property
   def num_groups(self) -> int:
@@ -153,6 +238,17 @@ class LayerView:
 
   def _layer_leaves(self):
     return zip(self.partition.leaf_layer, self.partition.leaf_stack_axis)
+
+  def _split(self, layer: int) -> bool:
+    """Whether this device holds only a block of group `layer`'s slices."""
+    return (self.slice_block is not None
+            and self.partition.layer_stack_size[layer] is not None)
+
+  def _within_slice_axes(self, layer: int) -> tuple[Hashable, ...]:
+    """The mapped axes that split each layer (each slice) of a group."""
+    if not self._split(layer):
+      return self.sum_axes
+    return tuple(a for a in self.sum_axes if a not in self.stack_axes)
 
   def leaves_of(self, tree: PyTree, what: str) -> list[Any]:
     """The leaves of another tree with this one's structure (the params of
@@ -169,9 +265,9 @@ class LayerView:
   def sq_norms(self, tree: Optional[PyTree] = None,
                what: str = 'update') -> list[Any]:
     """Squared L2 norm of each group of `tree` (this view's tree if None):
-    a scalar per unstacked layer, a vector (one entry per slice) per
-    stacked group, summed over `axis_name` where given. None for a group
-    with no leaves (cannot happen for partitions built here)."""
+    a scalar per unstacked layer, a vector (one entry per slice, of the
+    whole stack) per stacked group, summed over the mapped axes. None for a
+    group with no leaves (cannot happen for partitions built here)."""
     if tree is None:
       leaves = self.leaves
     else:
@@ -184,14 +280,32 @@ class LayerView:
       sq = _sq_norm(leaf, self.dtype, axis)
       per_group[layer] = sq if per_group[layer] is None else (
           per_group[layer] + sq)
-    if self.axis_name is not None:
-      # Each device holds a shard of every leaf: one all-reduce of all layers.
-      per_group = jax.lax.psum(per_group, self.axis_name)
+    # Groups summed over the same mapped axes share one all-reduce; with
+    # nothing split that is one all-reduce of all layers.
+    by_axes: dict[tuple[Hashable, ...], list[int]] = {}
+    for layer, sq in enumerate(per_group):
+      if sq is None:
+        continue
+      axes = self.sum_axes
+      if self._split(layer):
+        # This device's block of slices, in place in a vector of all of
+        # them: summing over the splitting axes fills in the other blocks
+        # (a psum, unlike an all_gather, leaves it replicated).
+        whole = jnp.zeros([self.partition.layer_stack_size[layer]], sq.dtype)
+        per_group[layer] = jax.lax.dynamic_update_slice_in_dim(
+            whole, sq, self.slice_block * sq.shape[0], axis=0)
+        axes = self._within_slice_axes(layer) + self.stack_axes
+      if axes:
+        by_axes.setdefault(axes, []).append(layer)
+    for axes, group in by_axes.items():
+      summed = jax.lax.psum([per_group[g] for g in group], axes)
+      for g, value in zip(group, summed):
+        per_group[g] = value
     return per_group
 
   def sizes(self) -> list[Any]:
     """The number of elements of each layer (of each slice of a stacked
-    group), across devices with `axis_name`: a float per group."""
+    group), across the devices that split it: a float per group."""
     counts = [0] * self.num_groups
     for leaf, (layer, axis) in zip(self.leaves, self._layer_leaves()):
       if layer == layers_lib.EXCLUDED:
@@ -199,9 +313,12 @@ class LayerView:
       size = int(leaf.size) if axis is None else (
           int(leaf.size) // int(leaf.shape[axis]))
       counts[layer] += size
-    sizes = [jnp.asarray(float(c), self.dtype) for c in counts]
-    if self.axis_name is not None:
-      sizes = jax.lax.psum(sizes, self.axis_name)
+    sizes = []
+    for layer, count in enumerate(counts):
+      axes = self._within_slice_axes(layer)
+      # A static count: psum of a Python constant is the number of devices.
+      devices = int(jax.lax.psum(1, axes)) if axes else 1
+      sizes.append(jnp.asarray(float(count * devices), self.dtype))
     return sizes
 
   def per_layer(self, values: Sequence[Any]) -> dict[str, jax.Array]:
@@ -222,6 +339,12 @@ class LayerView:
     value = value.astype(jnp.promote_types(leaf.dtype, value.dtype))
     if axis is None:
       return value
+    if (self.slice_block is not None and value.ndim == 1
+        and value.shape[0] != leaf.shape[axis]):
+      # A value of the whole stack, a leaf holding this device's block.
+      block = leaf.shape[axis]
+      value = jax.lax.dynamic_slice_in_dim(value, self.slice_block * block,
+                                           block)
     return value.reshape([-1 if a == axis else 1 for a in range(leaf.ndim)])
 
   def map(self, fn: Callable[..., Any], values: Optional[Sequence[Any]],

@@ -71,10 +71,11 @@ def scale_by_layer_trust_ratio(
     eps: jax.typing.ArrayLike = 0.0,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by its trust ratio (LARS, LAMB), per layer.
 
@@ -113,6 +114,8 @@ def scale_by_layer_trust_ratio(
       normalisation scales; see `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers, each slice with its own
       ratio; see `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -138,7 +141,9 @@ def scale_by_layer_trust_ratio(
                       ('eps', eps)):
     validation.check_scalar(name, value)
   validation.check_flag('record_factors', record_factors)
-  options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)
+  options = reduction.PartitionOptions(
+      layers=layers, axis_name=axis_name, exclude=exclude, stacked=stacked,
+      stacked_axis_name=stacked_axis_name)
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -281,6 +286,7 @@ def scale_by_layer_decay(
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Layer-wise learning-rate decay (LLRD): lower layers take smaller steps.
 
@@ -322,6 +328,8 @@ def scale_by_layer_decay(
       top layer); see `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers, one depth per slice; see
       `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -351,7 +359,9 @@ def scale_by_layer_decay(
       raise ValueError(f'layerlr_optax: decay must be > 0, got {decay!r}.')
   depth_rule: Any = _validate_depth(depth)
   validation.check_flag('record_factors', record_factors)
-  options = reduction.PartitionOptions(layers, None, exclude, stacked)
+  options = reduction.PartitionOptions(
+      layers=layers, exclude=exclude, stacked=stacked,
+      stacked_axis_name=stacked_axis_name)
 
   def multipliers(view: reduction.LayerView) -> list[jax.Array]:
     part = view.partition
@@ -410,10 +420,11 @@ def scale_by_layer_adam(
     mu_dtype: Optional[Any] = None,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam with one second moment per layer (Adalayer).
 
@@ -454,6 +465,8 @@ def scale_by_layer_adam(
     exclude: leaves updated by plain Adam; see `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers, one second moment per
       slice; see `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` whose state is a
@@ -484,12 +497,15 @@ def scale_by_layer_adam(
   """
   validation.check_adam(b1, b2, eps, eps_root)
   validation.check_flag('record_factors', record_factors)
-  options = reduction.PartitionOptions(layers, axis_name, exclude, stacked)
+  options = reduction.PartitionOptions(
+      layers=layers, axis_name=axis_name, exclude=exclude, stacked=stacked,
+      stacked_axis_name=stacked_axis_name)
   if mu_dtype is not None:
     mu_dtype = jnp.dtype(mu_dtype)
 
   def init_fn(params):
-    view = reduction.LayerView(params, options, what='parameter')
+    view = reduction.LayerView(params, options, what='parameter',
+                               at_init=True)
     mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype), params)
     nu = {name: jnp.zeros([] if size is None else [size], view.dtype)
           for name, size in zip(view.partition.layer_names,

@@ -14,7 +14,7 @@ is decided by how it is composed, see `scale_by_layer_gradient` and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -139,7 +139,7 @@ class LayerwiseState(NamedTuple):
 def _initial_factors(params: PyTree,
                      options: reduction.PartitionOptions,
                      value: float = 1.0) -> LayerFactorsState:
-  view = reduction.LayerView(params, options, what='parameter')
+  view = reduction.LayerView(params, options, what='parameter', at_init=True)
   return LayerFactorsState(view.initial(value))
 
 
@@ -167,11 +167,12 @@ class _Factors:
 def scale_by_layer_gradient(
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each layer's updates by the paper's factor (eq. 9).
 
@@ -241,8 +242,19 @@ def scale_by_layer_gradient(
       ``stacked=0`` stacks every leaf along its leading axis. The leaves of
       one layer must stack the same number of layers. Slices are named
       ``<layer>[i]`` in `layer_partition`, `layer_stats` and
-      `recorded_factors`. With `axis_name`, the devices must hold shards of
-      every slice (the stacked axis itself not split over `axis_name`).
+      `recorded_factors`. Inside ``shard_map`` see `stacked_axis_name`.
+    stacked_axis_name: inside ``shard_map``/``pmap`` with `stacked`, the
+      mapped axis (or a tuple of them) that splits the stacked axis, each
+      device holding whole slices; ``()`` if no mapped axis splits it (each
+      device holds a shard of every slice). Required with `axis_name` and
+      `stacked`: inside ``shard_map`` the two layouts have the same local
+      shapes, so the optimizer cannot tell them apart. A slice's norm is
+      summed over the `axis_name` axes that do not split the stack. Each
+      slice gets the factor of its own norm and is named by its place in
+      the whole stack (``<layer>[i]``); per-slice values (recorded factors,
+      Adalayer's second moments) cover the whole stack and are the same on
+      every device. ``init`` may run inside ``shard_map`` or outside it on
+      the whole stack. Leave it None under plain ``jit``.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` with empty state (or a
@@ -274,7 +286,9 @@ def scale_by_layer_gradient(
     >>> print(f"{float(updates['dense']['bias'][0]):.6f}")
     -0.004733
   """
-  options = Options(layers, axis_name, exclude, stacked, max_factor)
+  options = Options(layers=layers, axis_name=axis_name, exclude=exclude,
+                    stacked=stacked, stacked_axis_name=stacked_axis_name,
+                    max_factor=max_factor)
   validation.check_flag('record_factors', record_factors)
 
   def init_fn(params):
@@ -408,11 +422,12 @@ def layerwise(
     base: optax.GradientTransformation,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     record_factors: bool = False,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Multiplies the step of any optimizer by the layer factors of its input.
 
@@ -447,6 +462,8 @@ def layerwise(
     max_factor: a cap on the factor; see `scale_by_layer_gradient`.
     stacked: leaves holding several stacked layers (a factor per slice); see
       `scale_by_layer_gradient`.
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     A `optax.GradientTransformationExtraArgs` whose state is `base`'s (a
@@ -467,7 +484,9 @@ def layerwise(
     >>> print(f"{float(updates['w'][0]):.6f}")
     -0.002913
   """
-  options = Options(layers, axis_name, exclude, stacked, max_factor)
+  options = Options(layers=layers, axis_name=axis_name, exclude=exclude,
+                    stacked=stacked, stacked_axis_name=stacked_axis_name,
+                    max_factor=max_factor)
   return _compose(base, options, scale_output=True,
                   record_factors=record_factors)
 
@@ -589,10 +608,11 @@ def layer_stats(
     updates: PyTree,
     *,
     layers: layers_lib.LayersSpec = 'module',
-    axis_name: Optional[str] = None,
+    axis_name: reduction.AxisNames = None,
     exclude: layers_lib.ExcludeSpec = None,
     max_factor: MaxFactor = None,
     stacked: layers_lib.StackedSpec = None,
+    stacked_axis_name: reduction.AxisNames = None,
 ) -> dict[str, dict[str, jax.Array]]:
   """Per-layer gradient norms and eq. 9 factors, for logging.
 
@@ -608,6 +628,8 @@ def layer_stats(
       applies; see `scale_by_layer_gradient`.
     stacked: see `scale_by_layer_gradient` (one entry per stacked slice,
       named ``<layer>[i]``).
+    stacked_axis_name: the mapped axis that splits the stacked axis
+      inside ``shard_map``, or ``()``; see `scale_by_layer_gradient`.
 
   Returns:
     ``{layer_name: {'grad_norm': scalar, 'factor': scalar}}`` in layer order.
@@ -622,8 +644,9 @@ def layer_stats(
     >>> print(f"{float(stats['a']['factor']):.4f}")
     1.4055
   """
-  factors = _Factors(updates, Options(layers, axis_name, exclude, stacked,
-                                       max_factor))
+  factors = _Factors(updates, Options(
+      layers=layers, axis_name=axis_name, exclude=exclude, stacked=stacked,
+      stacked_axis_name=stacked_axis_name, max_factor=max_factor))
   norms = factors.view.per_layer([jnp.sqrt(sq) for sq in factors.sq_norms])
   per_layer_factors = factors.view.per_layer(factors.factors)
   return {name: {'grad_norm': norms[name], 'factor': per_layer_factors[name]}

@@ -192,8 +192,8 @@ for name, make in stack_optimizers.items():
 # every slice); axis_name sums the per-slice norms across them.
 full = layerlr_optax.scale_by_layer_gradient()
 want, _ = full.update(unroll(stack_grads[1]), optax.EmptyState())
-local = layerlr_optax.scale_by_layer_gradient(axis_name='fsdp',
-                                              stacked=STACKED)
+local = layerlr_optax.scale_by_layer_gradient(
+    axis_name='fsdp', stacked=STACKED, stacked_axis_name=())
 map_specs = {'blocks': {'kernel': P(None, None, 'fsdp'),
                         'bias': P(None, 'fsdp')},
              'head': {'w': P('fsdp')}}
@@ -204,6 +204,104 @@ got = mapped(jax.device_put(stack_grads[1], jax.tree.map(
     lambda spec: NamedSharding(mesh, spec), map_specs)))
 assert_unrolled_equal(got, want, 'shard_map with stacked layers')
 print('shard_map axis_name with stacked layers: equal to unrolled')
+
+# shard_map with the stacked axis itself split (issue #30): each device holds
+# whole slices, named by their place in the whole stack. Layouts: the stack
+# over 'stage' with each slice split over 'fsdp'; the same with the sums
+# over the whole mesh; every slice on its own device, nothing else split.
+mesh_sf = Mesh(np.array(jax.devices()).reshape(4, 2), ('stage', 'fsdp'))
+SPLIT_LAYOUTS = {
+    'stack over stage, slices over fsdp': (
+        'fsdp', 'stage',
+        {'blocks': {'kernel': P('stage', None, 'fsdp'),
+                    'bias': P('stage', 'fsdp')},
+         'head': {'w': P('fsdp', None)}}),
+    'stack over stage, sums over the mesh': (
+        ('stage', 'fsdp'), 'stage',
+        {'blocks': {'kernel': P('stage', None, 'fsdp'),
+                    'bias': P('stage', 'fsdp')},
+         'head': {'w': P(('stage', 'fsdp'), None)}}),
+    'one slice per device': (
+        None, ('stage', 'fsdp'),
+        {'blocks': {'kernel': P(('stage', 'fsdp'), None, None),
+                    'bias': P(('stage', 'fsdp'), None)},
+         'head': {'w': P()}}),
+}
+SPLIT_RULES = {
+    'eq. 9': lambda **kw: layerlr_optax.scale_by_layer_gradient(
+        record_factors=True, **kw),
+    'layerwise adagrad': lambda **kw: layerlr_optax.layerwise(
+        optax.adagrad(0.1), record_factors=True, **kw),
+    'lamb': lambda **kw: layerlr_optax.lamb(1e-2, record_factors=True, **kw),
+    'adalayer': lambda **kw: layerlr_optax.adalayer(1e-2, record_factors=True,
+                                                    **kw),
+    'llrd': lambda **kw: layerlr_optax.scale_by_layer_decay(
+        0.5, ['blocks', 'head'], record_factors=True,
+        **{k: v for k, v in kw.items() if k != 'axis_name'}),
+}
+
+
+def two_steps(opt, params, grads_list):
+  """Two updates from a fresh state: the updates and factors of the last."""
+  state = opt.init(params)
+  for grads in grads_list:
+    updates, state = opt.update(grads, state, params)
+  return updates, layerlr_optax.recorded_factors(state)
+
+
+for layout, (sum_axes, stack_axes, specs) in SPLIT_LAYOUTS.items():
+  put = lambda t, specs=specs: jax.device_put(t, jax.tree.map(
+      lambda spec: NamedSharding(mesh_sf, spec), specs))
+  for rule, make in SPLIT_RULES.items():
+    want_u, want_f = two_steps(make(stacked=STACKED), stack_params,
+                               stack_grads[1:3])
+    opt = make(axis_name=sum_axes, stacked=STACKED,
+               stacked_axis_name=stack_axes)
+    mapped = jax.jit(shard_map(
+        lambda p, g1, g2, opt=opt: two_steps(opt, p, [g1, g2]),
+        mesh=mesh_sf, in_specs=(specs, specs, specs),
+        out_specs=(specs, P())))
+    got_u, got_f = mapped(put(stack_params), put(stack_grads[1]),
+                          put(stack_grads[2]))
+    what = f'stacked axis split, {layout}, {rule}'
+    assert list(got_f) == list(want_f), (what, list(got_f), list(want_f))
+    for layer in want_f:
+      np.testing.assert_allclose(np.asarray(got_f[layer]),
+                                 np.asarray(want_f[layer]), rtol=1e-5,
+                                 err_msg=f'{what}, {layer}')
+    for a, b in zip(jax.tree.leaves(got_u), jax.tree.leaves(want_u)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                                 atol=1e-8, err_msg=what)
+  # layer_stats, and a state made by init outside shard_map on the whole
+  # stack, continued inside it.
+  want_stats = layerlr_optax.layer_stats(stack_grads[1], stacked=STACKED)
+  got_stats = jax.jit(shard_map(
+      lambda g, sum_axes=sum_axes, stack_axes=stack_axes:
+      layerlr_optax.layer_stats(g, axis_name=sum_axes, stacked=STACKED,
+                                stacked_axis_name=stack_axes),
+      mesh=mesh_sf, in_specs=(specs,), out_specs=P()))(put(stack_grads[1]))
+  assert list(got_stats) == list(want_stats), layout
+  for layer in want_stats:
+    for key in ('grad_norm', 'factor'):
+      np.testing.assert_allclose(np.asarray(got_stats[layer][key]),
+                                 np.asarray(want_stats[layer][key]),
+                                 rtol=1e-5, err_msg=f'{layout} {layer}')
+  whole = layerlr_optax.scale_by_layer_gradient(
+      record_factors=True, axis_name=sum_axes, stacked=STACKED,
+      stacked_axis_name=stack_axes)
+  outside_state = whole.init(stack_params)
+  got_state = jax.jit(shard_map(
+      lambda g, state, whole=whole: whole.update(g, state)[1], mesh=mesh_sf,
+      in_specs=(specs, P()), out_specs=P()))(put(stack_grads[1]),
+                                            outside_state)
+  assert (jax.tree.structure(got_state)
+          == jax.tree.structure(outside_state)), layout
+  want_f = layerlr_optax.layer_stats(stack_grads[1], stacked=STACKED)
+  for layer, factor in layerlr_optax.recorded_factors(got_state).items():
+    np.testing.assert_allclose(np.asarray(factor),
+                               np.asarray(want_f[layer]['factor']),
+                               rtol=1e-5, err_msg=f'{layout} {layer}')
+  print(f'shard_map, {layout}: every rule equals one device')
 
 # The per-layer family on the stacked model (issue #32).
 FAMILY = {

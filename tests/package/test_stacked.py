@@ -279,3 +279,145 @@ class StackedBadInputTest(parameterized.TestCase):
     with pytest.raises(ValueError, match="'m/a' stacks 3 layers, 'm/b' "
                        'stacks 4 layers'):
       layerlr_optax.layer_partition(tree, stacked=0)
+
+
+def _takes_stacked_axis_name():
+  """Every public function with `axis_name` and `stacked_axis_name`."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  out = []
+  for name in layerlr_optax.__all__:
+    fn = getattr(layerlr_optax, name)
+    if callable(fn) and not isinstance(fn, type):
+      try:
+        params = inspect.signature(fn).parameters
+      except (TypeError, ValueError):
+        continue
+      if 'stacked_axis_name' in params:
+        out.append((name, 'axis_name' in params))
+  return out
+
+
+def _call(name, **kw):
+  """Calls a public factory (or layer_stats) with its required arguments."""
+  positional = {'layerwise': (optax.sgd(0.1),),
+                'layer_stats': (stacked_params(),),
+                'scale_by_layer_decay': (0.5, ['blocks', 'head'])}
+  fn = getattr(layerlr_optax, name)
+  if name in positional:
+    return fn(*positional[name], **kw)
+  import inspect  # pylint: disable=import-outside-toplevel
+  needs_rate = 'learning_rate' in inspect.signature(fn).parameters
+  return fn(0.1, **kw) if needs_rate else fn(**kw)
+
+
+class StackedAcrossDevicesTest(parameterized.TestCase):
+  """The stacked axis split over a mapped axis (issue #30): declared, never
+  guessed. The 8-device shard_map checks are in sharding_check.py."""
+
+  def test_every_public_function_takes_it(self):
+    names = [name for name, _ in _takes_stacked_axis_name()]
+    for want in ('scale_by_layer_gradient', 'layerwise', 'layer_stats', 'sgd',
+                 'adagrad', 'lars', 'lamb', 'adalayer',
+                 'scale_by_layer_trust_ratio', 'scale_by_layer_adam',
+                 'scale_by_layer_decay'):
+      self.assertIn(want, names)
+
+  @parameterized.parameters(*[name for name, has_axis
+                              in _takes_stacked_axis_name() if has_axis])
+  def test_axis_name_with_stacked_needs_the_layout(self, name):
+    # Inside shard_map the two layouts look alike; the user must say which.
+    with pytest.raises(ValueError, match=(
+        r"with axis_name='d' and stacked layers, say how the stacked axis is "
+        r'laid out .* stacked_axis_name=\(\) if every device holds a shard '
+        r"of every slice .* or stacked_axis_name='d'")):
+      _call(name, axis_name='d', stacked=layerlr_optax.stacked_paths(
+          '^blocks/'))
+    if name != 'layer_stats':  # it computes at once: needs the map
+      _call(name, axis_name='d', stacked_axis_name=(),
+            stacked=layerlr_optax.stacked_paths('^blocks/'))
+
+  @parameterized.parameters(*[name for name, _ in _takes_stacked_axis_name()])
+  def test_stacked_axis_name_needs_stacked(self, name):
+    with pytest.raises(ValueError, match=r"stacked_axis_name='d' says how "
+                       r'stacked layers are split .* nothing is stacked'):
+      _call(name, stacked_axis_name='d')
+
+  @parameterized.parameters((['d'],), (('d', ['e']),), ({'d'},))
+  def test_bad_axis_names(self, axes):
+    with pytest.raises(TypeError, match='stacked_axis_name must be a mesh '
+                       'axis name'):
+      layerlr_optax.sgd(0.1, stacked=0, stacked_axis_name=axes)
+    with pytest.raises(TypeError, match='axis_name must be a mesh axis name'):
+      layerlr_optax.sgd(0.1, axis_name=axes)
+
+  def test_update_outside_the_map_is_refused_init_is_not(self):
+    opt = layerlr_optax.adalayer(1e-2, stacked={'blocks': 0, 'head': None},
+                                 stacked_axis_name='stage',
+                                 record_factors=True)
+    state = opt.init(stacked_params())  # the whole stack, outside shard_map
+    self.assertIn('blocks[3]', layerlr_optax.recorded_factors(state))
+    with pytest.raises(ValueError, match="stacked_axis_name='stage' names "
+                       'mapped axes .* does not run inside shard_map/pmap'):
+      jax.jit(opt.update)(gradient_sequence()[0], state, stacked_params())
+
+  @parameterized.named_parameters(*[(name, name) for name in OPTIMIZERS])
+  def test_split_stack_under_vmap_equals_the_whole(self, name):
+    # vmap with an axis name splits the stack as shard_map would, on one
+    # device: two "devices", each holding two whole blocks; the head is the
+    # same on both (not split, so no axis_name).
+    make = OPTIMIZERS[name]
+    spec = {'blocks': 0, 'head': None}
+    params = stacked_params()
+    grads = gradient_sequence()[:2]
+    want, _ = run(make(stacked=spec), params, grads)
+    opt = make(stacked=spec, stacked_axis_name='stage')
+
+    def halves(tree):
+      return {'blocks': jax.tree.map(
+          lambda x: x.reshape((2, NUM_BLOCKS // 2) + x.shape[1:]),
+          tree['blocks']), 'head': tree['head']}
+
+    def local(blocks, head, *grad_blocks):
+      tree = {'blocks': blocks, 'head': head}
+      seq = [{'blocks': b, 'head': g['head']}
+             for b, g in zip(grad_blocks, grads)]
+      return run(opt, tree, seq)[0]
+
+    split = [halves(g)['blocks'] for g in grads]
+    got = jax.jit(jax.vmap(local, in_axes=(0, None) + (0,) * len(grads),
+                           axis_name='stage'))(
+        halves(params)['blocks'], params['head'], *split)
+    for got_step, want_step in zip(got, want):
+      blocks = jax.tree.map(
+          lambda x: x.reshape((NUM_BLOCKS,) + x.shape[2:]), got_step['blocks'])
+      chex.assert_trees_all_close(blocks, want_step['blocks'], rtol=1e-5,
+                                  atol=1e-8)
+      chex.assert_trees_all_close(
+          jax.tree.map(lambda x: x[0], got_step['head']), want_step['head'],
+          rtol=1e-5, atol=1e-8)
+
+  def test_split_stack_names_the_whole_stack(self):
+    # Recorded factors and layer_stats name slices by their place in the
+    # whole stack, and agree with NumPy's per-slice norms.
+    grads = gradient_sequence()[1]
+    spec = {'blocks': 0, 'head': None}
+
+    def local(blocks, head):
+      return layerlr_optax.layer_stats({'blocks': blocks, 'head': head},
+                                       stacked=spec,
+                                       stacked_axis_name='stage')
+
+    stats = jax.vmap(local, in_axes=(0, None), axis_name='stage')(
+        jax.tree.map(lambda x: x.reshape((2, 2) + x.shape[1:]),
+                     grads['blocks']), grads['head'])
+    self.assertEqual(sorted(stats), sorted(
+        [f'blocks[{i}]' for i in range(NUM_BLOCKS)] + ['head']))
+    kernel = np.asarray(grads['blocks']['kernel'], np.float64)
+    bias = np.asarray(grads['blocks']['bias'], np.float64)
+    for i in range(NUM_BLOCKS):
+      norm = np.sqrt(np.sum(kernel[i] ** 2) + np.sum(bias[i] ** 2))
+      # The same on both "devices".
+      np.testing.assert_allclose(stats[f'blocks[{i}]']['grad_norm'],
+                                 [norm, norm], rtol=1e-5)
+      np.testing.assert_allclose(stats[f'blocks[{i}]']['factor'],
+                                 [reference.factor(norm)] * 2, rtol=1e-5)
