@@ -87,7 +87,10 @@ def scale_by_layer_trust_ratio(
     u_l \leftarrow c\,\frac{\|w_l\|_2}{\|u_l\|_2 + \epsilon}\, u_l
 
   with the norms raised to `min_norm`, and ratio 1 where either norm is
-  zero, exactly as `optax.scale_by_trust_ratio` does for each array. The
+  zero, exactly as `optax.scale_by_trust_ratio` does for each array. Norms
+  are square roots of float32 sums of squares, so a layer whose entries
+  are all below ~1e-19 in magnitude has norm 0 whatever its size (optax's
+  own norm of a one-element array keeps such a value). The
   difference is what a layer is: optax's ratio is per array, so a weight
   and its bias get two ratios, and a scan-stacked model (``nn.scan``,
   ``nnx.scan``, Equinox ``filter_vmap``) gets **one ratio for the whole
