@@ -36,11 +36,8 @@ def _axis_tuple(axes: AxisNames) -> tuple[Hashable, ...]:
 
 
 def _check_axis_names(name: str, axes: AxisNames) -> None:
-  if axes is None:
-    return
-  names = axes if isinstance(axes, tuple) else (axes,)
   if not all(isinstance(a, Hashable) and not isinstance(a, tuple)
-             for a in names):
+             for a in _axis_tuple(axes)):
     raise TypeError(f'layerlr_optax: {name} must be a mesh axis name (str), '
                     f'a tuple of them, or None, got {axes!r}.')
 

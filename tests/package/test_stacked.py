@@ -6,6 +6,8 @@ NumPy reference of eq. 9 in test_transform/test_alias), plus a direct NumPy
 check of the per-slice norms.
 """
 
+import inspect
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -283,7 +285,6 @@ class StackedBadInputTest(parameterized.TestCase):
 
 def _takes_stacked_axis_name():
   """Every public function with `axis_name` and `stacked_axis_name`."""
-  import inspect  # pylint: disable=import-outside-toplevel
   out = []
   for name in layerlr_optax.__all__:
     fn = getattr(layerlr_optax, name)
@@ -305,7 +306,6 @@ def _call(name, **kw):
   fn = getattr(layerlr_optax, name)
   if name in positional:
     return fn(*positional[name], **kw)
-  import inspect  # pylint: disable=import-outside-toplevel
   needs_rate = 'learning_rate' in inspect.signature(fn).parameters
   return fn(0.1, **kw) if needs_rate else fn(**kw)
 
