@@ -303,6 +303,43 @@ for layout, (sum_axes, stack_axes, specs) in SPLIT_LAYOUTS.items():
                                rtol=1e-5, err_msg=f'{layout} {layer}')
   print(f'shard_map, {layout}: every rule equals one device')
 
+# The same with pmap, the older API: it drops the mapped axis, so each of 4
+# devices gets its 2 whole blocks as a stack of 2 (the leading axis split
+# off by a reshape); the head is replicated (in_axes None).
+def by_device(tree):
+  return {'blocks': jax.tree.map(lambda x: x.reshape((4, 2) + x.shape[1:]),
+                                 tree['blocks']), 'head': tree['head']}
+
+
+def whole_stack(tree):
+  return {'blocks': jax.tree.map(lambda x: x.reshape((8,) + x.shape[2:]),
+                                 tree['blocks']),
+          'head': jax.tree.map(lambda x: x[0], tree['head'])}
+
+
+pmap_in = ({'blocks': 0, 'head': None},) * 3
+for rule, make in SPLIT_RULES.items():
+  want_u, want_f = two_steps(make(stacked=STACKED), stack_params,
+                             stack_grads[1:3])
+  opt = make(axis_name=None, stacked=STACKED, stacked_axis_name='stage')
+  got_u, got_f = jax.pmap(
+      lambda p, g1, g2, opt=opt: two_steps(opt, p, [g1, g2]),
+      axis_name='stage', in_axes=pmap_in, devices=jax.devices()[:4])(
+          by_device(stack_params), by_device(stack_grads[1]),
+          by_device(stack_grads[2]))
+  what = f'pmap, stacked axis split, {rule}'
+  assert list(got_f) == list(want_f), (what, list(got_f), list(want_f))
+  for layer in want_f:
+    for device in range(4):  # the same on every device
+      np.testing.assert_allclose(np.asarray(got_f[layer][device]),
+                                 np.asarray(want_f[layer]), rtol=1e-5,
+                                 err_msg=f'{what}, {layer}')
+  for a, b in zip(jax.tree.leaves(whole_stack(got_u)),
+                  jax.tree.leaves(want_u)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                               atol=1e-8, err_msg=what)
+print('pmap, stacked axis split: every rule equals one device')
+
 # The per-layer family on the stacked model (issue #32).
 FAMILY = {
     'lars': lambda: layerlr_optax.lars(0.1, stacked=STACKED),
