@@ -5,6 +5,7 @@ committed sweep.json / verdict.json rebuilt from the runs."""
 from __future__ import annotations
 
 import glob
+import importlib
 import json
 import math
 import os
@@ -124,6 +125,22 @@ def test_committed_sweep_json_is_rebuilt_from_its_runs(name):
       continue
     assert json.dumps(rebuilt[key], sort_keys=True) == json.dumps(
         committed[key], sort_keys=True), f'{name}: {key} differs'
+
+
+@pytest.mark.parametrize('name', _sweep_dirs())
+def test_committed_config_reruns_the_published_sweep(name):
+  """The sweep's protocol (methods, grid, seeds at the best rate) may change
+  on resume, so a config left behind the published runs would rebuild a
+  different table from them without a word (e.g. fewer confirmation seeds):
+  the committed experiment config must be the protocol the runs used."""
+  with open(os.path.join(RESULTS, name, 'config.json')) as f:
+    used = json.load(f)['sweep']
+  experiment = name.removesuffix('_sweep')
+  committed = importlib.import_module(
+      f'experiments.configs.{experiment}').get_config().sweep.to_dict()
+  assert json.loads(json.dumps(committed)) == used, (
+      f'experiments/configs/{experiment}.py sweep settings differ from those '
+      f'of the published runs ({name}/config.json)')
 
 
 def _independent_best(workdir):
