@@ -103,6 +103,32 @@ def rules_family_summary() -> str:
   return _holm_summary(RULES_FAMILY, 'this family') + ')'
 
 
+_WORKLOADS = {'mnist_lenet_sweep': 'LeNet', 'mnist_deep_mlp_sweep':
+              'the deep MLP', 'mnist_transformer_sweep': 'the transformer',
+              'cifar10_full_short_sweep': 'CIFAR-10'}
+
+
+def best_layer_gain() -> str:
+  """Which of the verdict family's optimizer+layer vs optimizer rows has
+  the largest gain (most negative Δ) and which the smallest uncorrected p
+  among the gains: the pages' "best case" sentence."""
+  rows = [r for r in _rows_of(VERDICT_FAMILY)
+          if r['variant'] == r['vs'] + '+layer']
+  gains = [r for r in rows if r['delta'] < 0]
+
+  def name(r: dict) -> str:
+    return f'{_WORKLOADS[r["sweep"]]}\'s {r["variant"]} vs {r["vs"]}'
+
+  largest = min(gains, key=lambda r: r['delta'])
+  surest = min(gains, key=lambda r: r['p'])
+  what = (f'the largest gain, also the most significant before correction, '
+          f'is {name(largest)}' if largest is surest else
+          f'the largest gain is {name(largest)}, the most significant before '
+          f'correction {name(surest)}')
+  return (f'of the {len(rows)} comparisons of an optimizer+layer with the '
+          f'plain optimizer, {what}')
+
+
 def _rows_of(family_name: str) -> list[dict]:
   return [r for r in _load(VERDICT)['rows'] if r['family'] == family_name]
 
@@ -362,6 +388,84 @@ def lenet_sgd_ten_seeds() -> str:
   return f'the {best["sgd"]["seeds"]}-seed mean is {best["sgd"]["mean"]:.2f}%'
 
 
+def _cifar_best_rate_devices() -> dict[str, dict[int, str]]:
+  """Per method of the CIFAR-10 sweep, the device of each seed at its best
+  rate, read from the run files."""
+  workdir = f'experiments/results/{CIFAR}'
+  best = _load(f'{workdir}/sweep.json')['best']
+  devices: dict[str, dict[int, str]] = {m: {} for m in best}
+  for name in sorted(os.listdir(os.path.join(ROOT, workdir, 'runs'))):
+    run = _load(f'{workdir}/runs/{name}')
+    if run['method'] in best and (
+        run['base_lr'] == best[run['method']]['base_lr']):
+      devices[run['method']][run['seed']] = run['device']
+  return devices
+
+
+def _cifar_cpu_seeds() -> list[int]:
+  """The seeds at the best rate trained on CPU: the same for every method."""
+  seeds = {m: [s for s, d in sorted(by_seed.items()) if d.startswith('cpu')]
+           for m, by_seed in _cifar_best_rate_devices().items()}
+  assert len({tuple(s) for s in seeds.values()}) == 1, seeds
+  return next(iter(seeds.values()))
+
+
+def cifar_seed_counts() -> str:
+  payload = _load(f'experiments/results/{CIFAR}/sweep.json')
+  grid, best = payload['grid_seeds'], payload['best_seeds']
+  assert all(b['seeds'] == best for b in payload['best'].values())
+  cpu = len(_cifar_cpu_seeds())
+  return (f'on CIFAR-10 {grid} seeds per point and {best} at the best '
+          f'({best - cpu} on the accelerator as first planned, {cpu} more on '
+          f'CPU so that {best - grid} seeds confirm each choice')
+
+
+def cifar_cpu_runs() -> str:
+  seeds = _cifar_cpu_seeds()
+  assert seeds == list(range(seeds[0], seeds[-1] + 1)), seeds
+  runs = sum(len(seeds) for _ in _cifar_best_rate_devices())
+  best = _load(f'experiments/results/{CIFAR}/sweep.json')
+  return (f'Seeds {seeds[0]} to {seeds[-1]} at each best rate ({runs} runs, '
+          f'so that {best["best_seeds"] - best["grid_seeds"]} seeds that took '
+          'no part in the choice confirm it')
+
+
+def cifar_verdict() -> str:
+  """The CIFAR-10 bullet of the tuned comparison's verdict: every seed at
+  each best rate (mean ± std), Welch p over all seeds, and AdaGrad's pair
+  on the confirmation seeds with its Holm p."""
+  payload = _load(f'experiments/results/{CIFAR}/sweep.json')
+  best = payload['best']
+
+  def at_best(method: str) -> str:
+    return f'{best[method]["mean"]:.2f} ± {best[method]["std"]:.2f}%'
+
+  def minus(x: float, digits: int = 2) -> str:
+    return f'{x:+.{digits}f}'.replace('-', '−')
+
+  rates = {best[m]['base_lr'] for m in ('sgd', 'sgd+layer', 'sgd+global')}
+  ada_rates = {best[m]['base_lr'] for m in ('adagrad', 'adagrad+layer')}
+  assert len(rates) == 1 and len(ada_rates) == 1, (rates, ada_rates)
+  layer_sgd = _row(CIFAR, 'sgd+layer', 'sgd')
+  layer_global = _row(CIFAR, 'sgd+layer', 'sgd+global')
+  ada = _row(CIFAR, 'adagrad+layer', 'adagrad')
+  assert len({*layer_sgd['n_all'], *layer_global['n_all'],
+              *ada['n_all']}) == 1
+  return (
+      f'complete: {payload["best_seeds"]} seeds at each best rate):** SGD '
+      f'{at_best("sgd")}, SGD+layer {at_best("sgd+layer")}, SGD+global '
+      f'{at_best("sgd+global")}, all best at {rates.pop():g}. +layer vs SGD: '
+      f'{minus(layer_sgd["delta_all"])} points, p = {layer_sgd["p_all"]:.3f}; '
+      f'vs +global: {minus(layer_global["delta_all"])}, p = '
+      f'{layer_global["p_all"]:.3f}. AdaGrad {at_best("adagrad")} vs '
+      f'AdaGrad+layer {at_best("adagrad+layer")} (both at '
+      f'{ada_rates.pop():g}): {minus(ada["delta_all"])} points, p = '
+      f'{ada["p_all"]:.3f} on all {ada["n_all"][0]} seeds; on the '
+      f'{ada["n_variant"]} confirmation seeds it is {minus(ada["delta"])} '
+      f'points, p = {ada["p"]:.3f} uncorrected and {ada["p_holm"]:.3f} after '
+      'Holm\'s correction')
+
+
 def distributed_1x1() -> str:
   """The largest relative difference of LeNet on 1x1 from 1x8."""
   rows = _load('experiments/results/distributed/distributed_check.json')[
@@ -412,9 +516,11 @@ CLAIMS: list[Claim] = [
                 (CIFAR, 'sgd+layer', 'sgd'),
                 (MLP, 'sgd+layer', 'sgd'),
                 (MLP, 'adam+layer', 'adam'),
-                (LENET, 'adagrad+layer', 'adagrad'),
+                (CIFAR, 'adagrad+layer', 'adagrad'),
                 (LENET, 'adagrad+layer', 'adagrad+global'),
                 (TRANSFORMER, 'adam+layer', 'adam'))],
+    Claim(README, VERDICT, 'the +layer vs plain rows of the verdict family: '
+          'most negative Δ; smallest p among Δ < 0', best_layer_gain),
     Claim(README, 'experiments/results/mnist_lenet/factors.md',
           'per method the mean over layers of each column; range over '
           'methods', mnist_factor),
@@ -480,6 +586,19 @@ CLAIMS: list[Claim] = [
     Claim('docs/results/tuned_comparison.md',
           'experiments/results/mnist_lenet_sweep/sweep.json',
           'best["sgd"]: seeds and mean over all of them', lenet_sgd_ten_seeds),
+    Claim('docs/results/tuned_comparison.md', f'experiments/results/{CIFAR}',
+          'grid_seeds, best_seeds of sweep.json; seeds at the best rate '
+          'whose run says device cpu', cifar_seed_counts),
+    Claim('docs/results/tuned_comparison.md', f'experiments/results/{CIFAR}',
+          'the seeds at the best rate whose run says device cpu; their runs',
+          cifar_cpu_runs),
+    *[Claim(page, VERDICT, 'as in the README', best_layer_gain)
+      for page in ('docs/results/tuned_comparison.md',  # verdict, advice
+                   'docs/guides/learning_rate.md')],
+    Claim('docs/results/tuned_comparison.md', VERDICT,
+          'sweep.json best (mean ± std over all seeds); verdict rows: all-'
+          'seed Δ and Welch p, AdaGrad\'s confirmation Δ, p and Holm p',
+          cifar_verdict),
     Claim('docs/results/paper_reproduction.md',
           'experiments/results/mnist_lenet_sgd_lr0.025/results.json',
           'the three rows, from mnist_lenet and the two lr0.025 controls',
