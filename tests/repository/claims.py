@@ -423,11 +423,12 @@ def cifar_seed_counts() -> str:
 def cifar_cpu_runs() -> str:
   seeds = _cifar_cpu_seeds()
   assert seeds == list(range(seeds[0], seeds[-1] + 1)), seeds
-  runs = sum(len(seeds) for _ in _cifar_best_rate_devices())
-  best = _load(f'experiments/results/{CIFAR}/sweep.json')
+  runs = len(seeds) * len(_cifar_best_rate_devices())
+  payload = _load(f'experiments/results/{CIFAR}/sweep.json')
+  confirming = payload['best_seeds'] - payload['grid_seeds']
   return (f'Seeds {seeds[0]} to {seeds[-1]} at each best rate ({runs} runs, '
-          f'so that {best["best_seeds"] - best["grid_seeds"]} seeds that took '
-          'no part in the choice confirm it')
+          f'so that {confirming} seeds that took no part in the choice '
+          'confirm it')
 
 
 def cifar_verdict() -> str:
