@@ -115,15 +115,29 @@ def _git(*args: str) -> str:
 
 def snapshot(folders: list[str], out: str) -> None:
   """results.tgz of `folders` (no TensorBoard files), each named
-  ``experiments/results/<folder name>``; written whole or not at all."""
+  ``experiments/results/<folder name>``; written whole or not at all.
+
+  It runs while the jobs write into the folders: a checkpoint being saved
+  (orbax's ``*.orbax-checkpoint-tmp*`` folders, incomplete, ignored on
+  restore) is left out, and a file deleted after it was listed (an older
+  checkpoint replaced by a newer one) is skipped, not an error."""
   part = os.path.join(out, 'results.tgz.part')
   with tarfile.open(part, 'w:gz') as tar:
     for folder in folders:
-      if os.path.isdir(folder):
-        tar.add(folder,
-                f'experiments/results/{os.path.basename(folder)}',
-                filter=lambda info: None if '/tensorboard' in info.name
-                else info)
+      if not os.path.isdir(folder):
+        continue
+      root = f'experiments/results/{os.path.basename(folder)}'
+      for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != 'tensorboard'
+                         and '.orbax-checkpoint-tmp' not in d)
+        name = os.path.normpath(os.path.join(root,
+                                             os.path.relpath(here, folder)))
+        for path, arcname in [(here, name)] + [
+            (os.path.join(here, f), f'{name}/{f}') for f in sorted(files)]:
+          try:
+            tar.add(path, arcname, recursive=False)
+          except FileNotFoundError:
+            continue
   os.replace(part, os.path.join(out, 'results.tgz'))
 
 

@@ -5,6 +5,7 @@ the repository, as a loan runs it."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -73,6 +74,39 @@ def test_the_slowest_method_of_a_pair_sets_its_time():
       1.15 * 70_000 / 100, abs=0.1)
   assert plan['train'][2]['projected_s'] == pytest.approx(
       1.15 * 70_000 / 400, abs=0.1)
+
+
+def test_a_snapshot_taken_while_the_jobs_write(tmp_path, monkeypatch):
+  """results.tgz is refreshed while training writes: a checkpoint being
+  saved (orbax's temporaries) is left out, an older one deleted after it was
+  listed is skipped (it failed the loan's script once), TensorBoard files
+  are left out, and what is there arrives under experiments/results/."""
+  work = tmp_path / 'cifar10_full'
+  ckpt = 'checkpoints/sgd_seed1'
+  for name in ('runs/sgd_seed0.json', 'tensorboard/events.out',
+               f'{ckpt}/4/state/data', f'{ckpt}/8/state/data',
+               f'{ckpt}/12.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/d'):
+    (work / name).parent.mkdir(parents=True, exist_ok=True)
+    (work / name).write_text(name)
+  real_walk = os.walk
+
+  def walk(top, *args, **kwargs):
+    for here, dirs, files in real_walk(top, *args, **kwargs):
+      if here.endswith(os.path.join(ckpt, '4', 'state')):
+        shutil.rmtree(os.path.dirname(here))  # listed, then replaced by 8
+      yield here, dirs, files
+
+  monkeypatch.setattr(accelerator.os, 'walk', walk)
+  out = tmp_path / 'out'
+  out.mkdir()
+  accelerator.snapshot([str(work), str(tmp_path / 'not_started')], str(out))
+  assert sorted(os.listdir(out)) == ['results.tgz']
+  with tarfile.open(out / 'results.tgz') as tar:
+    files = {m.name: tar.extractfile(m).read().decode()
+             for m in tar.getmembers() if m.isfile()}
+  root = 'experiments/results/cifar10_full'
+  assert files == {f'{root}/runs/sgd_seed0.json': 'runs/sgd_seed0.json',
+                   f'{root}/{ckpt}/8/state/data': f'{ckpt}/8/state/data'}
 
 
 def test_accelerator_script_rehearsed_on_cpu(cifar_dir, cifar_cache,
