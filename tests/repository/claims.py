@@ -103,9 +103,11 @@ def rules_family_summary() -> str:
   return _holm_summary(RULES_FAMILY, 'this family') + ')'
 
 
+# Each sweep as the pages name it.
 _WORKLOADS = {'mnist_lenet_sweep': 'LeNet', 'mnist_deep_mlp_sweep':
               'the deep MLP', 'mnist_transformer_sweep': 'the transformer',
-              'cifar10_full_short_sweep': 'CIFAR-10'}
+              'cifar10_full_short_sweep': 'CIFAR-10',
+              'mnist_transformer_scan_sweep': 'transformer, blocks stacked'}
 
 
 def best_layer_gain() -> str:
@@ -137,13 +139,11 @@ def rules_table() -> str:
   """The per-layer rules family as the guide tabulates it: each row of
   verdict.json's family, in its order (whitespace-normalised, as the pages
   are compared)."""
-  workloads = {'mnist_lenet_sweep': 'LeNet',
-               'mnist_transformer_scan_sweep': 'transformer, blocks stacked'}
   lines = ['| workload | rule | its optax peer | rule (%) | peer (%) | Δ '
            '(points) | p | Holm p |', '|---|---|---|---|---|---|---|---|']
   for r in _rows_of(RULES_FAMILY):
     lines.append(
-        f'| {workloads[r["sweep"]]} | {r["variant"]} | {r["vs"]} | '
+        f'| {_WORKLOADS[r["sweep"]]} | {r["variant"]} | {r["vs"]} | '
         f'{r["mean_variant"]:.2f} | {r["mean_vs"]:.2f} | '
         f'{r["delta"]:+.2f} | {r["p"]:.3f} | {r["p_holm"]:.3f} |')
   return ' '.join('\n'.join(lines).split())
@@ -441,8 +441,8 @@ def cifar_verdict() -> str:
   def at_best(method: str) -> str:
     return f'{best[method]["mean"]:.2f} ± {best[method]["std"]:.2f}%'
 
-  def minus(x: float, digits: int = 2) -> str:
-    return f'{x:+.{digits}f}'.replace('-', '−')
+  def minus(x: float) -> str:
+    return f'{x:+.2f}'.replace('-', '−')
 
   rates = {best[m]['base_lr'] for m in ('sgd', 'sgd+layer', 'sgd+global')}
   ada_rates = {best[m]['base_lr'] for m in ('adagrad', 'adagrad+layer')}
